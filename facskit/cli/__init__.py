@@ -1,0 +1,58 @@
+"""The one ``facskit`` command.
+
+Each sub-command is a module of this package with ``add_arguments(parser)`` and ``run(args) -> int``.
+The table below is the only place a sub-command is registered; modules are imported only when their
+command runs, so ``facskit --help`` never imports torch or dlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from facskit.errors import FacskitError
+
+# name -> (module under facskit.cli, one-line purpose shown by `facskit --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "version": ("version", "print facskit, torch, dlib and PyAV versions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facskit",
+        description="Facial Action Unit analysis: detect faces, align, regress AU heatmaps, train and evaluate.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, (module_name, purpose) in COMMANDS.items():
+        sub.add_parser(name, help=purpose, description=purpose, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
+    module_name, purpose = COMMANDS[name]
+    module = import_module(f"facskit.cli.{module_name}")
+    command_parser = argparse.ArgumentParser(prog=f"facskit {name}", description=purpose)
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except FacskitError as error:
+        print(f"facskit {name}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"facskit {name}: interrupted; finished outputs are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
