@@ -16,16 +16,19 @@ from facskit.errors import FacskitError
 # name -> (module under facskit.cli, one-line purpose shown by `facskit --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
+    "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facskit",
-        description="Facial Action Unit analysis: detect faces, align, regress AU heatmaps, train and evaluate.",
+        description=(
+            "Facial Action Unit analysis: detect faces, align, regress AU heatmaps, train and evaluate."
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name, (module_name, purpose) in COMMANDS.items():
+    for name, (_module, purpose) in COMMANDS.items():
         sub.add_parser(name, help=purpose, description=purpose, add_help=False)
     return parser
 

@@ -1,0 +1,170 @@
+"""Faces through a video: detect every N frames, fit landmarks every frame, keep a stable face id.
+
+Per frame (one ~1.1 ms landmark fit per face, grey image only):
+1. each live track is re-fitted from the HOG-like box its previous landmarks imply (`detector_box_from_
+   landmarks`), which follows the face at no detection cost;
+2. detection (`FaceDetector.candidates`, on a <= 640-pixel grey copy) runs every `every`-th frame, on a
+   scene cut (a jump in a 32 x 18 thumbnail), when a fit looks implausible, and while no face is tracked;
+3. detections are matched to tracks by box IoU; a matched track is re-fitted from the detection if its
+   own fit failed; a detection scoring >= `new_face_threshold` with no track starts a new face id; a
+   track that no detection (even a weak one, >= `confirm_threshold`) supports for `max_unconfirmed`
+   detection rounds in a row, or right after a scene cut, is dropped.
+Ids are never reused within one tracker, so a face that leaves and comes back gets a new id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from facskit.faces.detect import DetectedFace, FaceDetector, to_gray
+from facskit.faces.geometry import Box, detector_box_from_landmarks, iou
+from facskit.faces.landmarks import LandmarkPredictor, landmarks_plausible
+from facskit.faces.pose import HeadPose, head_pose
+
+MATCH_IOU = 0.3  # a detection and a track overlapping this much are the same face
+SCENE_CUT_LEVEL = 20.0  # mean absolute grey difference (0-255) between thumbnails that counts as a cut
+THUMBNAIL_SIZE = (32, 18)  # (w, h) pixels; enough to see a cut, costs ~0.1 ms
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """One face in one frame.
+
+    face_id: stable over the frames a face is tracked. box: HOG-detector-like (x, y, w, h) pixel box
+    implied by the landmarks. score: HOG score of the last detection that supported the face.
+    landmarks: float32 (68, 2) pixels. success: the fit looks like a face. pose: degrees.
+    """
+
+    face_id: int
+    box: Box
+    score: float
+    landmarks: np.ndarray
+    success: bool
+    pose: HeadPose
+
+
+@dataclass
+class _Track:
+    face_id: int
+    landmarks: np.ndarray
+    score: float
+    success: bool = True
+    unconfirmed_rounds: int = 0
+    box: Box = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.box = detector_box_from_landmarks(self.landmarks)
+
+
+class FaceTracker:
+    """`update(image) -> list[TrackedFace]` for consecutive video frames (RGB or grey, one size).
+
+    every: detection interval in frames. confirm_threshold: HOG score that still confirms an existing
+    track; new_face_threshold: score needed to start one. max_unconfirmed: detection rounds a track may
+    go unconfirmed (a turned head the HOG misses) before it is dropped.
+    """
+
+    def __init__(
+        self,
+        every: int = 5,
+        detector: FaceDetector | None = None,
+        predictor: LandmarkPredictor | None = None,
+        confirm_threshold: float = -0.5,
+        new_face_threshold: float = 0.0,
+        max_unconfirmed: int = 2,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self.detector = detector if detector is not None else FaceDetector.for_video()
+        self.predictor = predictor if predictor is not None else LandmarkPredictor()
+        self.confirm_threshold = confirm_threshold
+        self.new_face_threshold = new_face_threshold
+        self.max_unconfirmed = max_unconfirmed
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks (call between videos); ids keep counting up."""
+        self._tracks: list[_Track] = []
+        self._frames_since_detection = 0
+        self._thumbnail: np.ndarray | None = None
+        self._next_id = getattr(self, "_next_id", 0)
+
+    def _scene_cut(self, gray: np.ndarray) -> bool:
+        thumbnail = cv2.resize(gray, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA).astype(np.int16)
+        previous, self._thumbnail = self._thumbnail, thumbnail
+        return previous is not None and float(np.abs(thumbnail - previous).mean()) > SCENE_CUT_LEVEL
+
+    def _fit(self, gray: np.ndarray, start: Box) -> tuple[np.ndarray, bool]:
+        landmarks = self.predictor.predict(gray, start)
+        return landmarks, landmarks_plausible(gray, start, landmarks)
+
+    def update(self, image: np.ndarray) -> list[TrackedFace]:
+        gray = to_gray(image)
+        cut = self._scene_cut(gray)
+        for track in self._tracks:
+            track.landmarks, track.success = self._fit(gray, track.box)
+            track.box = detector_box_from_landmarks(track.landmarks)
+        self._frames_since_detection += 1
+        due = self._frames_since_detection >= self.every
+        if due or cut or not self._tracks or not all(track.success for track in self._tracks):
+            self._associate(gray, self.detector.candidates(gray, self.confirm_threshold), cut)
+            self._frames_since_detection = 0
+        else:
+            self._tracks = [track for track in self._tracks if track.success]
+        height, width = gray.shape
+        return [
+            TrackedFace(
+                track.face_id,
+                track.box,
+                track.score,
+                track.landmarks,
+                track.success,
+                head_pose(track.landmarks, (width, height)),
+            )
+            for track in self._tracks
+        ]
+
+    def _associate(self, gray: np.ndarray, detections: list[DetectedFace], cut: bool) -> None:
+        pairs = sorted(
+            (
+                (iou(track.box, detection.box), t, d)
+                for t, track in enumerate(self._tracks)
+                for d, detection in enumerate(detections)
+            ),
+            reverse=True,
+        )
+        matched_tracks: set[int] = set()
+        matched_detections: set[int] = set()
+        for overlap, t, d in pairs:
+            if overlap < MATCH_IOU:
+                break
+            if t in matched_tracks or d in matched_detections:
+                continue
+            matched_tracks.add(t)
+            matched_detections.add(d)
+            track, detection = self._tracks[t], detections[d]
+            track.score = detection.score
+            track.unconfirmed_rounds = 0
+            if not track.success:
+                track.landmarks, track.success = self._fit(gray, detection.box)
+                track.box = detector_box_from_landmarks(track.landmarks)
+        survivors = []
+        for t, track in enumerate(self._tracks):
+            if t not in matched_tracks:
+                track.unconfirmed_rounds += 1
+                if cut or track.unconfirmed_rounds > self.max_unconfirmed:
+                    continue
+            if track.success:
+                survivors.append(track)
+        for d, detection in enumerate(detections):
+            if d in matched_detections or detection.score < self.new_face_threshold:
+                continue
+            landmarks, plausible = self._fit(gray, detection.box)
+            if plausible:
+                survivors.append(_Track(self._next_id, landmarks, detection.score))
+                self._next_id += 1
+        self._tracks = survivors

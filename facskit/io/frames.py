@@ -1,0 +1,64 @@
+"""One way to walk any media file frame by frame: an image is a video of one frame."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facskit.io.image import image_size, read_image
+from facskit.io.media import MediaFile, MediaKind, media_kind
+from facskit.io.video import iter_video_frames, probe_video
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame of a media file: 0-based index, timestamp in seconds, (H, W, 3) uint8 RGB pixels."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What is known before decoding: frame_count and fps are None when the container does not say."""
+
+    kind: MediaKind
+    frame_count: int | None
+    fps: float | None
+    width: int
+    height: int
+
+
+def _as_media(path: str | os.PathLike[str] | MediaFile) -> MediaFile:
+    if isinstance(path, MediaFile):
+        return path
+    path = Path(path)
+    return MediaFile(path, media_kind(path) or MediaKind.VIDEO)
+
+
+def probe(path: str | os.PathLike[str] | MediaFile) -> MediaInfo:
+    """Size, frame count and frame rate from the file header (no pixel decoded); MediaError if unreadable."""
+    media = _as_media(path)
+    if media.kind is MediaKind.IMAGE:
+        width, height = image_size(media.path)
+        return MediaInfo(MediaKind.IMAGE, 1, None, width, height)
+    info = probe_video(media.path)
+    return MediaInfo(MediaKind.VIDEO, info.frame_count, info.fps, info.width, info.height)
+
+
+def iter_frames(path: str | os.PathLike[str] | MediaFile, every: int = 1) -> Iterator[Frame]:
+    """Stream the frames of an image (one frame: index 0, timestamp 0.0) or a video (every `every`-th).
+
+    Errors are MediaError naming the file; a video that breaks off raises after its last good frame.
+    """
+    media = _as_media(path)
+    if media.kind is MediaKind.IMAGE:
+        yield Frame(0, 0.0, read_image(media.path))
+        return
+    for frame in iter_video_frames(media.path, every=every):
+        yield Frame(frame.index, frame.timestamp, frame.image)

@@ -1,0 +1,199 @@
+"""facskit.faces on the shared sample media: counts of faces, stable ids, no false alarms, head pose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facskit.errors import FacskitError
+from facskit.faces import (
+    FACE_COLUMNS,
+    FaceDetector,
+    FaceFrontEnd,
+    FaceTracker,
+    HeadPose,
+    LandmarkPredictor,
+    TrackedFace,
+    face_rows,
+    faces_in_image,
+    head_pose,
+    iou,
+    model_file,
+    project_mean_face,
+)
+from facskit.io import MediaFile, MediaKind, iter_frames, read_image
+
+# face_noface.mov (169 frames): a man talks to the camera in frames 0-71, frame 72 is black, frames 73-168
+# are an animated sky with a "Caminandes" title (checked frame by frame).
+FACE_VISIBLE = range(0, 72)
+NO_FACE_FROM = 72
+
+
+@pytest.fixture(scope="module")
+def front_end() -> FaceFrontEnd:
+    return FaceFrontEnd()
+
+
+def _track(front_end: FaceFrontEnd, path: Path, frames: int, every: int = 1) -> list[list[TrackedFace]]:
+    tracker = FaceTracker(detector=front_end.video_detector, predictor=front_end.predictor)
+    found = []
+    for frame in iter_frames(path, every=every):
+        found.append([face for face in tracker.update(frame.image) if face.success])
+        if len(found) == frames:
+            break
+    return found
+
+
+def test_single_face_photo_has_exactly_one_face(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    faces = faces_in_image(
+        read_image(media_dir / "single_face.jpg"), front_end.still_detector, front_end.predictor
+    )
+    assert len(faces) == 1 and faces[0].success
+    face = faces[0]
+    assert face.landmarks.shape == (68, 2) and face.landmarks.dtype == np.float32
+    x, y, w, h = face.box
+    inside = (face.landmarks[:, 0] >= x - 0.2 * w) & (face.landmarks[:, 0] <= x + 1.2 * w)
+    assert inside.all() and 150 < w < 300
+    assert max(abs(angle) for angle in face.pose) < 20  # a roughly frontal portrait
+
+
+def test_group_photo_finds_all_five_people(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    faces = faces_in_image(
+        read_image(media_dir / "multi_face.jpg"), front_end.still_detector, front_end.predictor
+    )
+    assert len(faces) == 5 and all(face.success for face in faces)
+    assert [face.face_id for face in faces] == [0, 1, 2, 3, 4]
+    centres = [face.box.centre[0] for face in faces]
+    assert centres == sorted(centres)  # ids run left to right
+    assert all(iou(a.box, b.box) == 0 for i, a in enumerate(faces) for b in faces[i + 1 :])
+    assert min(face.score for face in faces) < 0  # the sunglasses face: weak HOG, confirmed by the CNN
+
+
+def test_large_image_is_detected_downscaled_and_fitted_at_full_size(
+    front_end: FaceFrontEnd, media_dir: Path
+) -> None:
+    image = read_image(media_dir / "single_face.jpg")
+    large = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # 1716 x 1686 > 1280
+    small_face = faces_in_image(image, front_end.still_detector, front_end.predictor)[0]
+    large_faces = faces_in_image(large, front_end.still_detector, front_end.predictor)
+    assert len(large_faces) == 1
+    assert iou(large_faces[0].box, small_face.box.scaled(3)) > 0.7
+    error = np.abs(large_faces[0].landmarks - 3 * small_face.landmarks).mean()
+    assert error < 0.03 * large_faces[0].box.w  # same face, landmarks in full-resolution pixels
+
+
+def test_no_face_video_has_no_face(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    found = _track(front_end, media_dir / "no_face.mp4", frames=60)
+    assert len(found) == 60 and not any(found)
+
+
+def test_still_detector_rejects_weak_false_alarms(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    # Frames 22-50 of no_face.mp4 hold HOG false alarms scoring up to -0.06: the CNN check removes them.
+    for frame in iter_frames(media_dir / "no_face.mp4", every=14):
+        if frame.index in (28, 42):
+            assert front_end.still_detector.detect(frame.image) == []
+        if frame.index > 42:
+            break
+
+
+def test_talking_head_is_one_stable_face(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    found = _track(front_end, media_dir / "WolfgangLanger_Pexels.mp4", frames=150)
+    with_face = sum(1 for faces in found if len(faces) == 1)
+    assert with_face >= 0.97 * len(found)
+    assert {face.face_id for faces in found for face in faces} == {0}
+    widths = [faces[0].box.w for faces in found if faces]
+    assert min(widths) / max(widths) > 0.7  # the box follows the face, it does not drift away
+
+
+def test_faces_only_where_a_face_is_visible(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    found = _track(front_end, media_dir / "face_noface.mov", frames=110)
+    visible = [len(found[i]) == 1 for i in FACE_VISIBLE]
+    assert sum(visible) >= 0.97 * len(visible)
+    assert not any(found[NO_FACE_FROM:])
+    assert len({face.face_id for faces in found for face in faces}) == 1
+
+
+def test_tracker_detects_every_n_frames_not_every_frame(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    calls = []
+
+    class CountingDetector(FaceDetector):
+        def candidates(self, image: np.ndarray, min_score: float):  # noqa: ANN201 - same as the parent
+            calls.append(1)
+            return super().candidates(image, min_score)
+
+    tracker = FaceTracker(every=5, detector=CountingDetector(upsample=0, verify_weak=False, max_side=640),
+                          predictor=front_end.predictor)  # fmt: skip
+    for frame in iter_frames(media_dir / "single_face.mp4"):
+        tracker.update(frame.image)
+        if frame.index == 29:
+            break
+    assert len(calls) == 6  # frames 0, 5, ..., 25
+
+
+def test_implausible_fit_is_flagged(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    tracker = FaceTracker(detector=front_end.video_detector, predictor=front_end.predictor)
+    frame = next(iter(iter_frames(media_dir / "single_face.mp4")))
+    assert [face.success for face in tracker.update(frame.image)] == [True]
+    assert tracker.update(np.zeros_like(frame.image)) == []  # a black frame: the track is dropped
+
+
+# ---- head pose -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "angles", [(0, 0, 0), (30, 0, 0), (0, 20, 0), (0, 0, 15), (-40, 15, -10), (25, -20, 30), (-10, -25, 5)]
+)
+def test_head_pose_recovers_projected_angles(angles: tuple[float, float, float]) -> None:
+    truth = HeadPose(*angles)
+    landmarks = project_mean_face(truth, (640, 360))
+    found = head_pose(landmarks, (640, 360))
+    np.testing.assert_allclose(found, truth, atol=1.0)
+
+
+def test_head_pose_signs() -> None:
+    frontal = project_mean_face(HeadPose(0, 0, 0), (640, 360))
+    turned = project_mean_face(HeadPose(30, 0, 0), (640, 360))
+    raised = project_mean_face(HeadPose(0, 20, 0), (640, 360))
+    tilted = project_mean_face(HeadPose(0, 0, 15), (640, 360))
+    nose = 30
+    assert turned[nose, 0] < frontal[nose, 0]  # yaw > 0: nose toward the image's left
+    assert raised[nose, 1] < frontal[nose, 1]  # pitch > 0: nose up
+    assert tilted[45, 1] > tilted[36, 1]  # roll > 0: clockwise, the image-right eye goes down
+
+
+# ---- schema and models ---------------------------------------------------------------------------------
+
+
+def test_face_rows_follow_the_schema() -> None:
+    assert FACE_COLUMNS[:13] == [
+        "file", "frame", "timestamp", "face_id", "face_detected", "x", "y", "w", "h",
+        "score", "yaw", "pitch", "roll",
+    ]  # fmt: skip
+    assert len(FACE_COLUMNS) == 13 + 136 and FACE_COLUMNS[13] == "x_0" and FACE_COLUMNS[-1] == "y_67"
+    [empty] = face_rows("a.mp4", 3, 0.125, [])
+    assert list(empty) == FACE_COLUMNS and empty["face_detected"] is False and np.isnan(empty["x_5"])
+    landmarks = project_mean_face(HeadPose(0, 0, 0), (640, 360))
+    from facskit.faces import detector_box_from_landmarks
+
+    face = TrackedFace(7, detector_box_from_landmarks(landmarks), 1.5, landmarks, True, HeadPose(1, 2, 3))
+    [row] = face_rows("a.mp4", 3, 0.125, [face])
+    assert row["face_id"] == 7 and row["yaw"] == 1 and row["x_30"] == pytest.approx(landmarks[30, 0])
+
+
+def test_missing_model_file_is_explained() -> None:
+    assert model_file("shape_predictor_68_face_landmarks.dat").is_file()
+    with pytest.raises(FacskitError, match="missing"):
+        model_file("no_such_model.dat")
+    with pytest.raises(FacskitError, match="file.dat"):
+        LandmarkPredictor("/no/such/file.dat")
+
+
+def test_front_end_streams_stills_and_videos(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    [(frame, faces)] = list(front_end.iter_faces(MediaFile(media_dir / "single_face.jpg", MediaKind.IMAGE)))
+    assert frame.index == 0 and len(faces) == 1
+    video = MediaFile(media_dir / "single_face.mp4", MediaKind.VIDEO)
+    indices = [frame.index for frame, faces in front_end.iter_faces(video, every=10) if faces]
+    assert indices == list(range(0, 72, 10))
