@@ -15,6 +15,7 @@ from facskit.errors import FacskitError
 
 # name -> (module under facskit.cli, one-line purpose shown by `facskit --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
     "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
 }
