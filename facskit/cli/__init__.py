@@ -17,6 +17,7 @@ from facskit.errors import FacskitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
+    "synth": ("synth", "generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout"),
     "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
 }
 
