@@ -114,7 +114,9 @@ def test_folder_layout_round_trips_exactly(datasets: dict[str, Path]) -> None:
     root = datasets["folder"]
     labels = pd.read_csv(root / "labels.csv")
     truth = pd.read_parquet(root / "synth_ground_truth.parquet")
-    assert list(labels.columns) == ["file", "frame"] + [au_column(c) for c in SYNTH_AUS]
+    assert list(labels.columns) == ["file", "frame", "subject", "sequence"] + [
+        au_column(c) for c in SYNTH_AUS
+    ]
     merged = labels.merge(truth, on=["file", "frame"], suffixes=("", "_truth"))
     assert len(merged) == len(truth) == 24
     for code in SYNTH_AUS:

@@ -10,7 +10,8 @@ Layouts (frame numbers as in the real datasets; ``size`` x ``size`` RGB frames):
 * ``bp4d``: ``F001/T1/0001.jpg`` (frame from 1, 4 digits; subjects F001.. and M001.. by the identity's
   sex, tasks T1..T8) and ``AU06/F001_T1_AU06.csv`` lines ``frame,intensity`` (integer 0-5, 9 = unknown on a
   few short runs of frames, all five AUs at once, as occlusions are in BP4D) for AUs 6, 10, 12, 14, 17.
-* ``folder``: ``media/S001_T1.mp4`` (H.264, 20 fps) and ``labels.csv`` with columns ``file,frame,AU01,...``
+* ``folder``: ``media/S001_T1.mp4`` (H.264, 20 fps) and ``labels.csv`` with columns
+  ``file,frame,subject,sequence,AU01,...``
   (file relative to the root, frame 0-based as ``facskit.io.iter_frames`` numbers it, every synthetic AU
   with two decimals, which is exactly the generated value).
 
@@ -302,6 +303,9 @@ def write_dataset(
                         {
                             "file": rel,
                             "frame": frame_no,
+                            # The person, so that folds on the folder format are subject-exclusive.
+                            "subject": spec.subject,
+                            "sequence": spec.sequence,
                             **{
                                 au_column(c): f"{v:.2f}"
                                 for c, v in zip(SYNTH_AUS, f.intensities, strict=True)
