@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
     "synth": ("synth", "generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout"),
+    "prepare": (
+        "prepare",
+        "detect, align and cache a dataset (DISFA, BP4D/FERA2015 or folder layout) for training",
+    ),
     "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
 }
 
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     module = import_module(f"facskit.cli.{module_name}")
     command_parser = argparse.ArgumentParser(prog=f"facskit {name}", description=purpose)
     module.add_arguments(command_parser)
-    args = command_parser.parse_args(argv[1:])
+    # Intermixed: `facskit train CONFIG --data D key=value` and `... key=value --data D` both work.
+    args = command_parser.parse_intermixed_args(argv[1:])
     try:
         return int(module.run(args) or 0)
     except FacskitError as error:
