@@ -17,12 +17,24 @@ from facskit.errors import FacskitError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
-    "synth": ("synth", "generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout"),
+    "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
+    "plot": (
+        "plot",
+        "plot an analysis result: AU time series, intensity distributions, co-occurrence (PNG, SVG)",
+    ),
+    "report": (
+        "report",
+        "one self-contained HTML report of an analysis folder (plots, key frames, model card)",
+    ),
     "prepare": (
         "prepare",
         "detect, align and cache a dataset (DISFA, BP4D/FERA2015 or folder layout) for training",
     ),
-    "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
+    "import-weights": (
+        "import_weights",
+        "convert the BMVC'18 authors' AUdetector.pth.tar into a facskit checkpoint",
+    ),
+    "synth": ("synth", "generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout"),
 }
 
 
