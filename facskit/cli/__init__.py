@@ -18,14 +18,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
     "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
-    "plot": (
-        "plot",
-        "plot an analysis result: AU time series, intensity distributions, co-occurrence (PNG, SVG)",
-    ),
-    "report": (
-        "report",
-        "one self-contained HTML report of an analysis folder (plots, key frames, model card)",
-    ),
     "prepare": (
         "prepare",
         "detect, align and cache a dataset (DISFA, BP4D/FERA2015 or folder layout) for training",
