@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
     "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
+    "train": ("train", "train a heatmap AU model (BMVC'18 Hourglass or AAAI'20 SCC) from a YAML config"),
     "prepare": (
         "prepare",
         "detect, align and cache a dataset (DISFA, BP4D/FERA2015 or folder layout) for training",
@@ -26,7 +27,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "import_weights",
         "convert the BMVC'18 authors' AUdetector.pth.tar into a facskit checkpoint",
     ),
+    "pretrain-tcae": (
+        "pretrain_tcae",
+        "self-supervised TCAE pretraining on unlabelled face videos (CVPR'19)",
+    ),
+    "tcae-show": ("tcae_show", "draw TCAE source/target/AU-changed/pose-changed faces, flows and masks"),
+    "probe": ("probe", "linear probe / fine-tune of TCAE embeddings for AU occurrence with few labels"),
     "synth": ("synth", "generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout"),
+    "evaluate": ("evaluate", "evaluate a run or checkpoint on a prepared cache: ICC, MAE, PCC, F1 per AU"),
+    "crossval": (
+        "crossval",
+        "train and evaluate every subject-exclusive fold; pooled and mean-over-folds metrics",
+    ),
+    "robustness": ("robustness", "ICC against Gaussian landmark noise before alignment (BMVC'18 protocol)"),
+    "compare": ("compare", "put several runs and the papers' published tables side by side"),
 }
 
 

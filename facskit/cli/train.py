@@ -1,0 +1,41 @@
+"""``facskit train``: train or resume a heatmap AU model from a preset or YAML config.
+
+    facskit train scc-bp4d --data cache/bp4d --out runs/scc-f0 --fold 0 optim.lr=1e-3 train.epochs=3
+    torchrun --standalone --nproc_per_node=4 -m facskit train scc-bp4d --data cache/bp4d --out runs/x
+
+Running it again with the same --out resumes from ``last.ckpt`` (the architecture and optimisation come
+from the checkpoint). ``facskit/train/dist.py`` is the multi-GPU / multi-node runbook.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="preset (bmvc2018-fera2015, scc-bp4d, scc-disfa, *-lite) or YAML path")
+    parser.add_argument("--data", required=True, metavar="CACHE", help="prepared cache (facskit prepare)")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder; an existing run is resumed")
+    parser.add_argument("--fold", type=int, default=None, metavar="K", help="held-out fold (sets data.fold)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides: optim.lr=1e-3 train.epochs=3"
+    )
+    # Overrides may follow the options (`CONFIG --data D --out R optim.lr=1e-3`), which plain parse_args
+    # rejects once the positional list has been consumed; intermixed parsing accepts both orders.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
+
+
+def run(args: argparse.Namespace) -> int:
+    from facskit.config import load_config
+    from facskit.train.loop import train
+
+    overrides = [f"data.cache={args.data}", *args.overrides]
+    if args.fold is not None:
+        overrides.append(f"data.fold={args.fold}")
+    config = load_config(args.config, overrides)
+    result = train(config, args.out, quiet=args.quiet)
+    if not args.quiet:
+        best = f", best checkpoint {result.best_checkpoint}" if result.best_checkpoint else ""
+        print(f"{result.last_checkpoint} after {result.global_step} steps{best}")
+    return 0

@@ -1,0 +1,386 @@
+"""Training configuration: one dataclass per section, YAML in, typed ``key=value`` overrides.
+
+A run is fully described by a :class:`Config`. It is read from a preset name (``scc-bp4d``, a file in
+``facskit/configs/``) or a YAML path, then command-line overrides with dotted keys are applied
+(``optim.lr=1e-3 train.epochs=3``). Every key is checked: an unknown key is an error naming it and listing
+the valid keys of its section, a value of the wrong type is an error naming the expected type, so a typo
+never silently trains with a default. The resolved config is written as ``config.yaml`` in the run folder
+and stored inside every checkpoint, so a checkpoint alone says how it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from facskit.errors import UsageError
+
+__all__ = [
+    "AugmentConfig",
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LogConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "list_presets",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(UsageError):
+    """A config file or override names an unknown key or gives a value of the wrong type."""
+
+
+@dataclass
+class ModelConfig:
+    # Registry name of the network (facskit.models.list_models()), e.g. "bmvc2018" or "scc_bp4d".
+    name: str = "bmvc2018"
+    # Keyword arguments passed to create_model(name, **overrides), e.g. {width: 32} for a slim variant.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # Checkpoint whose weights initialise the network before training (a facskit checkpoint or a TCAE run
+    # whose encoder initialises the trunk); parameters whose name and shape match are copied, the rest
+    # (e.g. a head with another AU count) keep their fresh initialisation. None: train from scratch.
+    init_from: str | None = None
+    # Under DDP on CUDA, convert BatchNorm to SyncBatchNorm so statistics use the global batch.
+    sync_bn: bool = False
+    # Keep BatchNorm layers in eval mode (running statistics, not updated): for fine-tuning with tiny
+    # batches, and what makes N-process CPU training match one process exactly.
+    freeze_bn: bool = False
+
+
+@dataclass
+class DataConfig:
+    # Prepared cache folder (``facskit prepare``); the CLI's --data sets it.
+    cache: str = ""
+    # How subjects are split into training and validation: "kfold" holds out fold `fold` of a
+    # subject-exclusive k-fold CV; "fera2015" trains on the FERA 2015 training subjects and validates on
+    # its development subjects (BP4D); "none" trains on every frame with no validation (best.ckpt = last).
+    split: Literal["kfold", "fera2015", "none"] = "kfold"
+    # Held-out fold (0 .. folds-1) used for validation and best.ckpt when split is "kfold".
+    fold: int = 0
+    # k of the subject-exclusive k-fold cross-validation (3 in the DISFA and BP4D protocols).
+    folds: int = 3
+    # Seed of the subject-to-fold assignment; keep it fixed across folds of one experiment.
+    fold_seed: int = 0
+    # Network input side in pixels; None uses the model spec's input_size (256 for the paper models).
+    image_size: int | None = None
+    # Use only the first N training frames (overfitting checks, quick experiments); None: all.
+    max_train_frames: int | None = None
+    # Use only the first N validation frames; None: all.
+    max_val_frames: int | None = None
+
+
+@dataclass
+class AugmentConfig:
+    # Master switch; False trains on the aligned crops as they are (and skips every item below).
+    enabled: bool = True
+    # Horizontal flip with probability 0.5: the image is mirrored and the landmarks permuted left/right,
+    # so the targets of left/right AU points swap with the face.
+    flip: bool = True
+    # Rotation drawn uniformly from [-rotate_deg, rotate_deg] degrees about the crop centre.
+    rotate_deg: float = 10.0
+    # Scale drawn uniformly from [1 - scale, 1 + scale].
+    scale: float = 0.05
+    # Shift drawn uniformly from [-shift, shift] of the crop side, per axis.
+    shift: float = 0.03
+    # Colour jitter amplitude: brightness, contrast and saturation factors in [1 - colour, 1 + colour].
+    colour: float = 0.2
+    # Gaussian noise (sigma, pixels of the 256 crop) added to the landmarks the targets are drawn from,
+    # the kind of landmark error BMVC'18 shows the network tolerates (Section 5.3).
+    landmark_noise_px: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    # Optimiser: Adam is the SCC paper's choice (AAAI'20, Section 4.1).
+    name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    lr: float = 5e-4
+    weight_decay: float = 1e-5
+    # Momentum for sgd and rmsprop (ignored by Adam).
+    momentum: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    # Epochs after which the learning rate is multiplied by gamma (MultiStepLR, stepped once per epoch).
+    milestones: list[int] = field(default_factory=lambda: [10, 15])
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    # Passes over the training split.
+    epochs: int = 15
+    # Global batch per optimiser step, summed over all DDP ranks and accumulation micro-batches, so the
+    # same config gives the same optimisation on 1 or N GPUs; it must be divisible by
+    # world_size * grad_accum.
+    batch_size: int = 32
+    # Micro-batches per optimiser step (gradient accumulation) to fit a large batch in little memory.
+    grad_accum: int = 1
+    # DataLoader worker processes per rank (0 loads in the main process).
+    workers: int = 4
+    # Batches each worker prepares ahead.
+    prefetch: int = 2
+    # Mixed precision on CUDA (bf16 autocast where supported, else fp16 with a gradient scaler);
+    # ignored on CPU.
+    amp: bool = True
+    # bf16 autocast on CPU (fast on CPUs with AVX-512 BF16 / AMX; off by default for exact fp32 results).
+    bf16_cpu: bool = False
+    # Seed of initialisation, sampling order and augmentation: two runs with one seed are bitwise equal
+    # on CPU.
+    seed: int = 0
+    # "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # Stop after this many optimiser steps (smoke tests, benchmarks); None: run all epochs.
+    max_steps: int | None = None
+    # Frames per forward pass during validation (per rank); None: the training micro-batch.
+    eval_batch_size: int | None = None
+
+
+@dataclass
+class CheckpointConfig:
+    # Also write last.ckpt every N optimiser steps inside an epoch, so a killed run resumes mid-epoch and
+    # loses at most N steps; 0 saves only at the end of each epoch.
+    every_steps: int = 200
+    # Validation metric that selects best.ckpt: mean ICC(3,1) over AUs (the papers' headline number) or
+    # the negated validation loss when no metric is defined.
+    best_metric: Literal["icc", "loss"] = "icc"
+
+
+@dataclass
+class LogConfig:
+    # Progress line (images/s, loss, ETA) on stderr every N optimiser steps; 0 disables it.
+    every_steps: int = 20
+    # Write TensorBoard event files in the run folder (skipped with a note when tensorboard is missing).
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# --- typing ------------------------------------------------------------------------------------------------
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        return str(annotation).replace("typing.", "")
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` checked against ``annotation`` and converted where lossless; ConfigError otherwise.
+
+    Numbers written as strings are accepted because YAML 1.1 reads ``5e-4`` (no dot) as a string.
+    """
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    error = ConfigError(f"config key {key!r} expects {_type_name(annotation)}, got {value!r}")
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise error
+    if origin is Literal:
+        if value in args:
+            return value
+        raise error
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise error
+        (item,) = args
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise error
+        return {str(k): v for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise error
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise error from None
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise error
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise error from None
+        raise error
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise error
+    raise error  # pragma: no cover - a field type this module does not handle
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """An instance of the dataclass ``cls`` from a mapping, every key and type checked."""
+    where = prefix.rstrip(".") or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {data!r}")
+    fields = _fields(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + str(unknown[0])!r}; valid keys in {where}: {', '.join(fields)}"
+        )
+    values = {}
+    for name, annotation in fields.items():
+        if name not in data:
+            continue
+        if dataclasses.is_dataclass(annotation):
+            values[name] = _build(annotation, data[name], f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(data[name], annotation, prefix + name)
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A :class:`Config` from a nested mapping (parsed YAML, a checkpoint's ``config``); strict."""
+    return _build(Config, data, "")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (YAML- and torch.save-safe) of a config."""
+    return dataclasses.asdict(config)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(config: Config, overrides: typing.Iterable[str]) -> Config:
+    """A new config with ``key=value`` overrides applied (dotted keys, values parsed as YAML scalars).
+
+    ``model.overrides.width=32`` sets one entry of a free-form dict field.
+    """
+    data = config_to_dict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=1e-3)")
+        parts = key.split(".")
+        node: Any = data
+        cls: Any = Config
+        for depth, part in enumerate(parts[:-1]):
+            if cls is not None and dataclasses.is_dataclass(cls):
+                fields = _fields(cls)
+                if part not in fields:
+                    where = ".".join(parts[:depth]) or "the config"
+                    raise ConfigError(
+                        f"unknown config key {'.'.join(parts[: depth + 1])!r}; "
+                        f"valid keys in {where}: {', '.join(fields)}"
+                    )
+                cls = fields[part] if dataclasses.is_dataclass(fields[part]) else None
+                is_dict = typing.get_origin(fields[part]) is dict
+                if cls is None and not is_dict:
+                    raise ConfigError(f"config key {'.'.join(parts[: depth + 1])!r} is not a section")
+            node = node.setdefault(part, {})
+        last = parts[-1]
+        if cls is not None and dataclasses.is_dataclass(cls):
+            fields = _fields(cls)
+            if last not in fields:
+                where = ".".join(parts[:-1]) or "the config"
+                raise ConfigError(f"unknown config key {key!r}; valid keys in {where}: {', '.join(fields)}")
+            if dataclasses.is_dataclass(fields[last]):
+                raise ConfigError(f"config key {key!r} is a section; set a key in it ({key}.<name>=...)")
+        node[last] = _parse_value(text)
+    return config_from_dict(data)
+
+
+# --- presets and files -------------------------------------------------------------------------------------
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (``facskit/configs/*.yaml`` without the extension)."""
+    folder = resources.files("facskit") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
+    """The config of a preset name (``scc-bp4d``) or a YAML path, with ``key=value`` overrides applied."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text = path.read_text()
+        source = str(path)
+    else:
+        name = str(name_or_path)
+        stem = name.removesuffix(".yaml")
+        if stem not in list_presets():
+            presets = ", ".join(list_presets())
+            raise ConfigError(f"no config file or preset named {name!r}; presets: {presets}")
+        text = (resources.files("facskit") / "configs" / f"{stem}.yaml").read_text()
+        source = f"preset {stem}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source} is not valid YAML: {error}") from None
+    try:
+        config = config_from_dict(data or {})
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return apply_overrides(config, overrides)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (every key, defaults included), the run folder's record."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

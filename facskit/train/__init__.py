@@ -1,0 +1,30 @@
+"""Training of the heatmap AU networks: dataset and augmentation, the loop, checkpoints, DDP.
+
+``train(config, run_dir)`` runs or resumes one experiment; ``facskit train`` is its command line.
+Heavy imports (torch) happen when these names are first used, so ``import facskit.train`` is cheap.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["HeatmapDataset", "StepSampler", "TrainResult", "augment_sample", "masked_mse", "train"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facskit.train.augment import augment_sample
+    from facskit.train.dataset import HeatmapDataset, StepSampler
+    from facskit.train.loop import TrainResult, masked_mse, train
+
+_WHERE = {
+    "HeatmapDataset": "facskit.train.dataset",
+    "StepSampler": "facskit.train.dataset",
+    "TrainResult": "facskit.train.loop",
+    "augment_sample": "facskit.train.augment",
+    "masked_mse": "facskit.train.loop",
+    "train": "facskit.train.loop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'facskit.train' has no attribute {name!r}")

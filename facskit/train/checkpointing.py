@@ -1,0 +1,132 @@
+"""Training checkpoints: a facskit model checkpoint plus everything an exact resume needs.
+
+``last.ckpt`` is a regular facskit checkpoint (``facskit.models.checkpoint``: spec, weights, loads with
+``weights_only=True``, usable for analysis as is) whose ``extra`` also holds the resolved config and a
+``resume`` record: optimiser, scheduler and gradient-scaler state, RNG states, and the position in the
+run (epoch, step within the epoch, global step, running loss). Writes are atomic (temporary file then
+``os.replace``), so a kill during a save leaves the previous checkpoint intact.
+
+``best.ckpt`` is the same without the ``resume`` record (a third of the size: no Adam moments).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facskit.errors import CheckpointError
+from facskit.models.checkpoint import read_torch_file, save_checkpoint
+
+__all__ = [
+    "TrainingState",
+    "load_init_weights",
+    "read_training_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "write_training_checkpoint",
+]
+
+# A plain dict keeps the checkpoint readable with weights_only=True; these are its keys.
+TrainingState = dict[str, Any]
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch CPU and CUDA generator states (numpy and Python ``random`` are not used by the trainer:
+    augmentation draws from generators seeded per sample)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+    # MultiStepLR keeps its milestones in a Counter (int keys) that plain-data checkpoints would turn into
+    # strings; they come from the config anyway, so they are left out and restored from it.
+    return {k: v for k, v in scheduler.state_dict().items() if k != "milestones"}
+
+
+def write_training_checkpoint(
+    path: Path,
+    model: nn.Module,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    resume: TrainingState | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> Path:
+    """Save the (unwrapped) model with the config and training summary; with ``resume``, also the
+    optimiser, scheduler, scaler and RNG states that make :func:`read_training_checkpoint` exact."""
+    extra: dict[str, Any] = {"training": summary, "config": config}
+    if resume is not None:
+        record = dict(resume)
+        if optimizer is not None:
+            record["optimizer"] = optimizer.state_dict()
+        if scheduler is not None:
+            record["scheduler"] = _scheduler_state(scheduler)
+        if scaler is not None and scaler.is_enabled():
+            record["scaler"] = scaler.state_dict()
+        record["rng"] = rng_state()
+        extra["resume"] = record
+    return save_checkpoint(path, model, extra=extra)  # type: ignore[arg-type]
+
+
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """The raw checkpoint dict (weights under ``state_dict``); CheckpointError if it cannot resume."""
+    data = read_torch_file(path)
+    extra = data.get("extra", {}) if isinstance(data, dict) else {}
+    if "resume" not in extra or "config" not in extra:
+        raise CheckpointError(f"{path}: not a resumable training checkpoint (no resume record)")
+    return data
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load an optimiser state whose per-parameter keys were stored as strings (plain-data checkpoint)."""
+    fixed = dict(state)
+    fixed["state"] = {int(k): v for k, v in state["state"].items()}
+    optimizer.load_state_dict(fixed)
+
+
+def restore_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]) -> None:
+    scheduler.load_state_dict({**state, "milestones": scheduler.state_dict().get("milestones")})
+
+
+def load_init_weights(model: nn.Module, path: str | Path) -> tuple[int, int]:
+    """Copy every parameter of the checkpoint at ``path`` whose name and shape match into ``model``.
+
+    Accepts a facskit checkpoint, a raw state dict, or a dict holding one under ``state_dict``, ``model``
+    or ``encoder`` (TCAE runs), with or without DataParallel's ``module.`` prefix; a trunk saved on its own
+    matches under a ``trunk.`` prefix too. Returns (copied, total model tensors); copying nothing is an
+    error, since it almost always means the wrong file.
+    """
+    data = read_torch_file(path)
+    weights: Any = data
+    if isinstance(data, dict):
+        for key in ("state_dict", "model", "encoder"):
+            if isinstance(data.get(key), dict):
+                weights = data[key]
+                break
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: no state dict found to initialise from")
+    weights = {str(k).removeprefix("module."): v for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    own = model.state_dict()
+    copied = {}
+    for name, tensor in own.items():
+        for candidate in (name, name.removeprefix("trunk.")):
+            value = weights.get(candidate)
+            if value is not None and value.shape == tensor.shape:
+                copied[name] = value
+                break
+    if not copied:
+        raise CheckpointError(f"{path}: no parameter matches the model by name and shape; nothing copied")
+    model.load_state_dict(copied, strict=False)
+    return len(copied), len(own)

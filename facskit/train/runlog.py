@@ -1,0 +1,132 @@
+"""What a run reports: the per-epoch ``metrics.csv``, TensorBoard events, and the progress line on stderr.
+
+Only rank 0 constructs these with ``enabled=True``; on other ranks every method is a no-op, so the loop
+calls them unconditionally.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["MetricsLog", "Progress"]
+
+
+class MetricsLog:
+    """``metrics.csv`` (one row per finished epoch, rewritten whole so a resumed run never duplicates an
+    epoch) and TensorBoard scalars under ``tb/`` (skipped with a note when tensorboard is missing)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, note: Callable[[str], None]) -> None:
+        self.path = run_dir / "metrics.csv"
+        self.enabled = enabled
+        self.history: list[dict[str, Any]] = []
+        self._writer: Any = None
+        self._want_tensorboard = tensorboard and enabled
+        self._note = note
+        self._run_dir = run_dir
+
+    def start(self, first_epoch: int, global_step: int) -> None:
+        """Keep the rows of epochs before ``first_epoch`` (a resume) and open TensorBoard, dropping any
+        events after ``global_step`` that an interrupted run wrote past its last checkpoint."""
+        if not self.enabled:
+            return
+        if first_epoch > 0 and self.path.exists():
+            old = pd.read_csv(self.path)
+            self.history = [row for row in old.to_dict("records") if int(row["epoch"]) <= first_epoch]
+        if self._want_tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._note("tensorboard is not installed; writing metrics.csv only")
+            else:
+                purge = global_step if global_step > 0 else None
+                self._writer = SummaryWriter(str(self._run_dir / "tb"), purge_step=purge)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(key, value, step)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.history.append(dict(row))
+        tmp = self.path.with_suffix(".csv.tmp")
+        pd.DataFrame(self.history).to_csv(tmp, index=False)
+        tmp.replace(self.path)
+        if self._writer is not None:
+            step = int(row["step"])
+            for key, value in row.items():
+                if key not in ("epoch", "step") and isinstance(value, int | float):
+                    group = "val" if key.startswith("val_") else "epoch"
+                    self._writer.add_scalar(f"{group}/{key.removeprefix('val_')}", value, step)
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+class Progress:
+    """One stderr line per logged step: epoch, step, loss, lr, images/s and ETA; silent when disabled."""
+
+    def __init__(self, enabled: bool, every_seconds: float = 2.0) -> None:
+        self.enabled = enabled
+        self.every_seconds = every_seconds
+        self._start = time.perf_counter()
+        self._last_print = 0.0
+        self._session_steps = 0
+        self._total = 0
+        self._done = 0
+        self._images_per_step = 0
+        self._is_tty = sys.stderr.isatty()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(f"facskit train: {text}", file=sys.stderr, flush=True)
+
+    def start(self, total_steps: int, done_steps: int, images_per_step: int) -> None:
+        self._start = time.perf_counter()
+        self._total, self._done, self._images_per_step = total_steps, done_steps, images_per_step
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float) -> None:
+        self._session_steps += 1
+        self._done += 1
+        if not self.enabled:
+            return
+        now = self.elapsed()
+        if now - self._last_print < self.every_seconds and step != steps:
+            return
+        self._last_print = now
+        rate = self._session_steps / max(now, 1e-9)  # steps/s in this session (resumes restart the clock)
+        eta = (self._total - self._done) / max(rate, 1e-9)
+        line = (
+            f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss:.4g} lr {lr:.2g} "
+            f"{rate * self._images_per_step:.1f} img/s ETA {_clock(eta)}"
+        )
+        end = "\r" if self._is_tty and step != steps else "\n"
+        print(line, end=end, file=sys.stderr, flush=True)
+
+    def epoch_summary(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        parts = [f"epoch {row['epoch']} done: train loss {row['train_loss']:.4g}"]
+        if "val_icc" in row:
+            parts.append(f"val loss {row['val_loss']:.4g} ICC {row['val_icc']:.3f} MAE {row['val_mae']:.3f}")
+        parts.append(f"{_clock(row['seconds'])} elapsed")
+        print("facskit train: " + ", ".join(parts), file=sys.stderr, flush=True)
