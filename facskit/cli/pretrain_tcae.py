@@ -1,0 +1,36 @@
+"""``facskit pretrain-tcae``: self-supervised TCAE pretraining on unlabelled face videos (CVPR'19)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="preset (tcae, tcae-lite) or a YAML file (facskit/configs/tcae*.yaml)")
+    parser.add_argument(
+        "--videos",
+        required=True,
+        help="a prepared cache folder (facskit prepare) or a video file / folder of videos "
+        "(faces are tracked and aligned on the fly)",
+    )
+    parser.add_argument("--out", required=True, help="run folder; an existing run there is resumed")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. train.epochs=3 optim.lr=1e-4",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pretrain import pretrain_tcae
+
+    config = load_tcae_config(args.config, args.overrides)
+    last = pretrain_tcae(config, args.videos, args.out, quiet=args.quiet, overrides=args.overrides)
+    if not args.quiet:
+        print(f"wrote {last} (inspect: facskit tcae-show {Path(args.out)} --video VIDEO --out DIR)")
+    return 0

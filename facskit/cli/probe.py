@@ -1,0 +1,70 @@
+"""``facskit probe``: linear probe / fine-tune of TCAE embeddings for AU occurrence with few labels."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of fractions: {text!r}") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"fractions must be in (0, 1], got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a facskit pretrain-tcae run folder (or one of its .ckpt files)")
+    parser.add_argument("--data", required=True, help="labelled prepared cache (facskit prepare)")
+    parser.add_argument("--folds", type=int, default=3, help="subject-exclusive folds (default 3)")
+    parser.add_argument("--epoch", type=int, default=None, help="use epoch-NNN.ckpt instead of last.ckpt")
+    parser.add_argument(
+        "--finetune", action="store_true", help="also fine-tune the encoder, and train it from scratch"
+    )
+    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--finetune-lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--label-fraction", type=_fractions, default=[1.0], help="training-label fractions, e.g. 0.01,0.1,1"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write results here (default: RUN/probe.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from facskit.data.cache import PreparedCache
+    from facskit.tcae.pretrain import checkpoint_path, load_tcae, resolve_device
+    from facskit.tcae.probe import format_probe_table, run_probe
+
+    device = resolve_device(args.device)
+    model, info = load_tcae(args.run, epoch=args.epoch, device=device)
+    cache = PreparedCache(args.data)
+    result = run_probe(
+        model,
+        cache,
+        folds=args.folds,
+        fractions=args.label_fraction,
+        finetune=args.finetune,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        seed=args.seed,
+        device=device,
+        log=lambda text: print(text, file=sys.stderr),
+    )
+    print(format_probe_table(result))
+    path = Path(args.json) if args.json else checkpoint_path(args.run, args.epoch).parent / "probe.json"
+    payload = {
+        "checkpoint": info["path"],
+        "step": info.get("step"),
+        "data": str(args.data),
+        **result.to_dict(),
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"\nwrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,218 @@
+"""The schema of a TCAE pretraining run: dataclasses, YAML in, typed ``key=value`` overrides.
+
+Same loader as :mod:`facskit.config` (every key and type checked, an unknown key is an error that lists the
+valid ones), with TCAE's own sections: there are no labels, AUs or augmentations, but a pair curriculum
+and the eq. 7 loss weights. Presets are ``facskit/configs/tcae.yaml`` (paper/reference size) and
+``tcae-lite.yaml`` (64x64, trains in minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from facskit.config import ConfigError, OptimConfig, _build, _fields, _parse_value
+from facskit.models.tcae import TCAESpec, tcae_spec
+from facskit.tcae.losses import LossWeights
+from facskit.tcae.pairs import PairCurriculum
+
+__all__ = [
+    "TCAEConfig",
+    "load_tcae_config",
+    "save_tcae_config",
+    "tcae_config_from_dict",
+    "tcae_config_to_dict",
+]
+
+
+@dataclass
+class TCAEModelConfig:
+    # Preset of facskit.models.tcae.TCAE_PRESETS: "tcae" (256 input, reference sizes) or "tcae-lite" (64).
+    preset: Literal["tcae", "tcae-lite"] = "tcae"
+    # Replace single fields of the preset (None keeps the preset's value).
+    input_size: int | None = None
+    filters: int | None = None
+    embedding_size: int | None = None
+    branch_layers: int | None = None
+
+    def spec(self) -> TCAESpec:
+        overrides = {
+            k: v
+            for k, v in (
+                ("input_size", self.input_size),
+                ("filters", self.filters),
+                ("embedding_size", self.embedding_size),
+                ("branch_layers", self.branch_layers),
+            )
+            if v is not None
+        }
+        return tcae_spec(self.preset, **overrides)
+
+
+@dataclass
+class TCAEDataConfig:
+    # Pairs drawn per epoch from a prepared cache (an epoch is a fresh draw, not a pass over all frames).
+    pairs_per_epoch: int = 20000
+    # Resize every cached frame once into memory (S*S*3 bytes each); off for the 256 preset on big caches.
+    preload: bool = False
+    # Raw videos: run face detection every N frames (landmarks every frame), as `facskit analyze`.
+    detect_every: int = 5
+    # Raw videos: expected pairs per tracked face per frame (a value < 1 subsamples long clips).
+    pairs_per_frame: float = 1.0
+
+
+@dataclass
+class CurriculumConfig:
+    # Frame gaps: pairs are |frame_t - frame_s| in [min_gap, max_gap(epoch)], max_gap ramping linearly
+    # from start_max_gap to end_max_gap over ramp_epochs (easy, nearly identical pairs first).
+    min_gap: int = 1
+    start_max_gap: int = 4
+    end_max_gap: int = 60
+    ramp_epochs: int = 5
+    # Self-paced window of the reference: keep the batch's samples ranked [lo, hi) by loss, ramping from
+    # start_window to end_window with the gap. The reference went (0, 0.5) -> (0.4, 0.9); [0, 1] keeps all.
+    start_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    end_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
+
+    def curriculum(self) -> PairCurriculum:
+        return PairCurriculum(
+            min_gap=self.min_gap,
+            start_max_gap=self.start_max_gap,
+            end_max_gap=self.end_max_gap,
+            ramp_epochs=self.ramp_epochs,
+            start_window=(float(self.start_window[0]), float(self.start_window[1])),
+            end_window=(float(self.end_window[0]), float(self.end_window[1])),
+        )
+
+
+@dataclass
+class TCAELossConfig:
+    # lambda_1, lambda_2, lambda_3 of eq. 7 (L_rec has weight 1); defaults: the reference's relative weights.
+    sparsity: float = 0.01
+    cycle: float = 0.1
+    embedding: float = 0.1
+
+    def weights(self) -> LossWeights:
+        return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding)
+
+
+@dataclass
+class TCAETrainConfig:
+    epochs: int = 20
+    # Global batch of pairs per optimiser step, summed over DDP ranks (must divide by the world size).
+    batch_size: int = 64
+    # torch intra-op threads (None: torch's default, one per core).
+    threads: int | None = None
+    # Mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler); ignored on CPU.
+    amp: bool = True
+    # Seed of initialisation and of the pairs of each epoch.
+    seed: int = 0
+    # "auto" (cuda if available), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # Stop after this many optimiser steps in total (smoke tests); None: all epochs.
+    max_steps: int | None = None
+    # Clip the global gradient norm (0: off); keeps early large warps from blowing up the decoders.
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TCAERunConfig:
+    # Also save last.ckpt every N steps inside an epoch (0: only at epoch ends).
+    checkpoint_every_steps: int = 200
+    # Progress line every N steps (0: off).
+    log_every_steps: int = 20
+
+
+@dataclass
+class TCAEConfig:
+    model: TCAEModelConfig = field(default_factory=TCAEModelConfig)
+    data: TCAEDataConfig = field(default_factory=TCAEDataConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    loss: TCAELossConfig = field(default_factory=TCAELossConfig)
+    # Reference: SGD, lr 1e-3, momentum 0.9.
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(name="sgd", lr=1e-3, weight_decay=0.0, momentum=0.9)
+    )
+    train: TCAETrainConfig = field(default_factory=TCAETrainConfig)
+    run: TCAERunConfig = field(default_factory=TCAERunConfig)
+
+
+def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
+    """A :class:`TCAEConfig` from a nested mapping; strict about keys and types."""
+    config = _build(TCAEConfig, data, "")
+    try:
+        config.model.spec()
+        config.curriculum.curriculum()
+    except (KeyError, ValueError) as error:
+        raise ConfigError(str(error).strip("'\"")) from None
+    return config
+
+
+def tcae_config_to_dict(config: TCAEConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def apply_tcae_overrides(config: TCAEConfig, overrides: typing.Iterable[str]) -> TCAEConfig:
+    """A new config with dotted ``key=value`` overrides (``train.epochs=3``), values parsed as YAML."""
+    data = tcae_config_to_dict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. train.epochs=3)")
+        parts = key.split(".")
+        node: Any = data
+        cls: Any = TCAEConfig
+        for depth, part in enumerate(parts):
+            fields = _fields(cls)
+            if part not in fields:
+                where = ".".join(parts[:depth]) or "the config"
+                raise ConfigError(
+                    f"unknown config key {'.'.join(parts[: depth + 1])!r}; valid keys in {where}: "
+                    f"{', '.join(fields)}"
+                )
+            is_section = dataclasses.is_dataclass(fields[part])
+            if depth == len(parts) - 1:
+                if is_section:
+                    raise ConfigError(f"config key {key!r} is a section; set one of its keys")
+                node[part] = _parse_value(text)
+            elif not is_section:
+                raise ConfigError(f"config key {'.'.join(parts[: depth + 1])!r} is not a section")
+            else:
+                node, cls = node[part], fields[part]
+    return tcae_config_from_dict(data)
+
+
+def load_tcae_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> TCAEConfig:
+    """A preset name (``tcae``, ``tcae-lite``) or a YAML path, with ``key=value`` overrides applied."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, source = path.read_text(), str(path)
+    else:
+        stem = str(name_or_path).removesuffix(".yaml")
+        if stem not in ("tcae", "tcae-lite"):
+            raise ConfigError(
+                f"no config file or TCAE preset named {str(name_or_path)!r}; presets: tcae, tcae-lite"
+            )
+        text = (resources.files("facskit") / "configs" / f"{stem}.yaml").read_text()
+        source = f"preset {stem}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source} is not valid YAML: {error}") from None
+    try:
+        config = tcae_config_from_dict(data or {})
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return apply_tcae_overrides(config, overrides)
+
+
+def save_tcae_config(config: TCAEConfig, path: str | Path) -> None:
+    """Write the resolved config (every key, defaults included) as YAML."""
+    Path(path).write_text(yaml.safe_dump(tcae_config_to_dict(config), sort_keys=False))

@@ -1,0 +1,306 @@
+"""Source/target frame pairs for TCAE: same face track, same clip, a frame gap that widens with training.
+
+Two sources:
+
+* a prepared cache (:class:`facskit.data.PreparedCache`): every ``(subject, sequence)`` is one track; pairs
+  are drawn by frame number, so missing frames do not distort the gap (:func:`tracks_from_index`,
+  :class:`PairSampler`, :class:`CachePairDataset`);
+* a folder of raw videos streamed through the face pipeline (:class:`VideoPairStream`): frames are decoded,
+  tracked and aligned once, and a ring buffer per face track of the last ``max_gap`` aligned crops gives
+  pairs, so memory stays constant in the video length.
+
+Curriculum (paper sec. 3.3, "easy pairs first"): close frames differ little, so the warps are small and the
+decoders learn the easy part first. :class:`PairCurriculum` ramps the largest gap linearly from
+``start_max_gap`` to ``end_max_gap`` over ``ramp_epochs``; the loss window of
+:func:`facskit.tcae.losses.reduce_terms` ramps alongside it.
+
+Pairs of an epoch are a pure function of ``(seed, epoch)``, so a resumed run continues with the very same
+pairs from the saved batch position, and DDP ranks take disjoint strided slices of the same list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = [
+    "CachePairDataset",
+    "PairCurriculum",
+    "PairSampler",
+    "Track",
+    "VideoPairStream",
+    "image_to_tensor",
+    "sample_pairs",
+    "tracks_from_index",
+]
+
+
+@dataclass(frozen=True)
+class PairCurriculum:
+    """Frame gap (in frames) between source and target, ramping from easy to hard."""
+
+    min_gap: int = 1  # smallest |frame_t - frame_s|; 1 excludes identical frames
+    start_max_gap: int = 4  # largest gap in the first epoch (easy: nearly identical frames)
+    end_max_gap: int = 60  # largest gap once the ramp is done (3 s at 20 fps)
+    ramp_epochs: int = 5  # epochs over which the largest gap (and the loss window) move to their end values
+    start_window: tuple[float, float] = (0.0, 1.0)  # kept loss-rank window of a batch in the first epoch
+    end_window: tuple[float, float] = (0.0, 1.0)  # ... and after the ramp; reference: (0, .5) -> (.4, .9)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_gap <= self.start_max_gap <= self.end_max_gap:
+            raise ValueError(
+                "need 1 <= min_gap <= start_max_gap <= end_max_gap, got "
+                f"{self.min_gap}, {self.start_max_gap}, {self.end_max_gap}"
+            )
+        for window in (self.start_window, self.end_window):
+            if not 0.0 <= window[0] < window[1] <= 1.0:
+                raise ValueError(f"a loss window must satisfy 0 <= lo < hi <= 1, got {window}")
+
+    def progress(self, epoch: int) -> float:
+        """0 at epoch 0, 1 once ``epoch >= ramp_epochs - 1`` (linear in between)."""
+        if self.ramp_epochs <= 1:
+            return 1.0
+        return min(1.0, max(0.0, epoch / (self.ramp_epochs - 1)))
+
+    def max_gap(self, epoch: int) -> int:
+        t = self.progress(epoch)
+        return int(round(self.start_max_gap + t * (self.end_max_gap - self.start_max_gap)))
+
+    def window(self, epoch: int) -> tuple[float, float]:
+        t = self.progress(epoch)
+        lo = self.start_window[0] + t * (self.end_window[0] - self.start_window[0])
+        hi = self.start_window[1] + t * (self.end_window[1] - self.start_window[1])
+        return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Track:
+    """One face track of one clip: dataset row positions and their frame numbers, sorted by frame."""
+
+    key: str
+    rows: np.ndarray  # (n,) int64 row positions in the dataset
+    frames: np.ndarray  # (n,) int64 frame numbers, strictly increasing
+
+
+def tracks_from_index(index: pd.DataFrame, min_length: int = 2) -> list[Track]:
+    """Group a cache index by ``(subject, sequence)`` into tracks; row position = the cache's ``[i]``."""
+    positions = np.arange(len(index))
+    tracks: list[Track] = []
+    for (subject, sequence), group in index.assign(_row=positions).groupby(
+        ["subject", "sequence"], sort=True
+    ):
+        group = group.sort_values("frame").drop_duplicates("frame")
+        if len(group) >= min_length:
+            tracks.append(
+                Track(
+                    key=f"{subject}/{sequence}",
+                    rows=group["_row"].to_numpy(np.int64),
+                    frames=group["frame"].to_numpy(np.int64),
+                )
+            )
+    return tracks
+
+
+def sample_pairs(
+    tracks: Sequence[Track], count: int, min_gap: int, max_gap: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` pairs ``(count, 2)`` of row positions (source, target) within one track each.
+
+    A track is chosen with probability proportional to its length, then a source frame uniformly, then a
+    target uniformly among the frames whose gap ``|f_t - f_s|`` is in ``[min_gap, max_gap]`` (either
+    direction, so the model sees both signs of every motion). Sources without such a neighbour are redrawn.
+    """
+    if not tracks:
+        raise ValueError("no track has two frames: nothing to pair")
+    lengths = np.array([len(t.rows) for t in tracks], dtype=np.float64)
+    pairs = np.empty((count, 2), dtype=np.int64)
+    filled = 0
+    attempts = 0
+    while filled < count:
+        attempts += 1
+        if attempts > 100 * count + 1000:
+            raise ValueError(f"no two frames of any track are {min_gap}..{max_gap} frames apart")
+        track = tracks[rng.choice(len(tracks), p=lengths / lengths.sum())]
+        i = int(rng.integers(len(track.frames)))
+        f = track.frames[i]
+        after = np.searchsorted(track.frames, [f + min_gap, f + max_gap + 1])
+        before = np.searchsorted(track.frames, [f - max_gap, f - min_gap + 1])
+        n_after, n_before = after[1] - after[0], before[1] - before[0]
+        if n_after + n_before == 0:
+            continue
+        k = int(rng.integers(n_after + n_before))
+        j = after[0] + k if k < n_after else before[0] + (k - n_after)
+        pairs[filled] = (track.rows[i], track.rows[j])
+        filled += 1
+    return pairs
+
+
+class PairSampler:
+    """Deterministic pairs per epoch for a cache, sharded across DDP ranks, resumable at any batch.
+
+    ``pairs(epoch)`` is the whole epoch's ``(pairs_per_epoch, 2)`` list (same on every rank);
+    ``batches(epoch, batch_size, start)`` yields this rank's batches from batch ``start`` on.
+    """
+
+    def __init__(
+        self,
+        tracks: Sequence[Track],
+        pairs_per_epoch: int,
+        curriculum: PairCurriculum,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.tracks = list(tracks)
+        self.pairs_per_epoch = pairs_per_epoch
+        self.curriculum = curriculum
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+
+    def pairs(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        return sample_pairs(
+            self.tracks, self.pairs_per_epoch, self.curriculum.min_gap, self.curriculum.max_gap(epoch), rng
+        )
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return (self.pairs_per_epoch // self.world_size) // batch_size
+
+    def batches(self, epoch: int, batch_size: int, start: int = 0) -> Iterator[np.ndarray]:
+        """This rank's full batches ``(batch_size, 2)`` of ``epoch`` from batch number ``start``."""
+        mine = self.pairs(epoch)[self.rank :: self.world_size]
+        for b in range(start, self.batches_per_epoch(batch_size)):
+            yield mine[b * batch_size : (b + 1) * batch_size]
+
+
+def image_to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """``(H, W, 3) uint8`` RGB -> ``(3, size, size) float32`` in [0, 1] (area resampling when shrinking)."""
+    if image.shape[0] != size or image.shape[1] != size:
+        interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interpolation)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+class CachePairDataset(torch.utils.data.Dataset):
+    """Images of a prepared cache at the model's input size; ``[i] -> (3, S, S)``.
+
+    With ``preload=True`` every frame is resized once into one uint8 array (S*S*3 bytes a frame, 12 kB at
+    64x64), which makes the lite preset compute-bound instead of decode-bound.
+    """
+
+    def __init__(self, cache, size: int, preload: bool = False) -> None:
+        self.cache = cache
+        self.size = size
+        self.images: np.ndarray | None = None
+        if preload:
+            self.images = np.stack([self._resized(i) for i in range(len(cache))])  # (N, S, S, 3)
+
+    def _resized(self, i: int) -> np.ndarray:
+        # PreparedCache.image reads only the crop (no landmark/label copies); any [i] -> dict works too
+        image = self.cache.image(i) if hasattr(self.cache, "image") else self.cache[i]["image"]
+        if image.shape[0] != self.size:
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return image
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = self.images[i] if self.images is not None else self._resized(int(i))
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+    def batch(self, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pairs (B, 2)`` -> ``(source (B, 3, S, S), target (B, 3, S, S))``."""
+        return (
+            torch.stack([self[int(i)] for i in pairs[:, 0]]),
+            torch.stack([self[int(j)] for j in pairs[:, 1]]),
+        )
+
+
+# An aligner turns one decoded RGB frame into a list of (track id, aligned crop (S, S, 3) uint8).
+FrameAligner = Callable[[np.ndarray], list[tuple[int, np.ndarray]]]
+
+
+class VideoPairStream:
+    """Pairs from raw videos, streamed: ``(source (B, 3, S, S), target (B, 3, S, S))`` batches.
+
+    Each video is decoded once, frame by frame; ``aligner`` (built by :func:`default_aligner` from
+    facskit.faces + facskit.align) gives the aligned crops of the tracked faces. For every track a ring
+    buffer holds its last ``max_gap`` crops; each new crop becomes a target with probability
+    ``pairs_per_frame`` (several pairs for values > 1), its source drawn from the buffer with a gap in
+    ``[min_gap, max_gap]``. Memory: ``max_gap * S * S * 3`` bytes per live track plus one batch.
+    Videos are split across DDP ranks (``rank::world_size``); ``start_video`` resumes at a video boundary.
+    """
+
+    def __init__(
+        self,
+        videos: Sequence[Path],
+        aligner_factory: Callable[[], FrameAligner],
+        size: int,
+        batch_size: int,
+        curriculum: PairCurriculum,
+        epoch: int,
+        seed: int = 0,
+        pairs_per_frame: float = 1.0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.videos = list(videos)[rank::world_size]
+        self.aligner_factory = aligner_factory
+        self.size = size
+        self.batch_size = batch_size
+        self.min_gap = curriculum.min_gap
+        self.max_gap = curriculum.max_gap(epoch)
+        self.rng = np.random.default_rng([seed, epoch, rank])
+        self.pairs_per_frame = pairs_per_frame
+
+    def batches(self, start_video: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Yields ``(video position, source batch, target batch)``; a partial batch at the end is dropped."""
+        from facskit.io import iter_frames
+
+        sources: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
+        for position in range(start_video, len(self.videos)):
+            aligner = self.aligner_factory()  # fresh tracker per clip: tracks never span two clips
+            buffers: dict[int, deque[tuple[int, torch.Tensor]]] = {}
+            for frame in iter_frames(self.videos[position]):
+                for track_id, crop in aligner(frame.image):
+                    tensor = image_to_tensor(crop, self.size)
+                    buffer = buffers.setdefault(track_id, deque(maxlen=self.max_gap))
+                    n_pairs = math.floor(self.pairs_per_frame + self.rng.random())
+                    candidates = [t for f, t in buffer if self.min_gap <= frame.index - f <= self.max_gap]
+                    for _ in range(n_pairs if candidates else 0):
+                        sources.append(candidates[int(self.rng.integers(len(candidates)))])
+                        targets.append(tensor)
+                        if len(sources) == self.batch_size:
+                            yield position, torch.stack(sources), torch.stack(targets)
+                            sources, targets = [], []
+                    buffer.append((frame.index, tensor))
+
+
+def default_aligner(size: int = 256, every: int = 5) -> FrameAligner:
+    """Face tracking (dlib, detection every ``every`` frames) + BMVC alignment, as the analysis pipeline."""
+    from facskit.align import AlignSpec, align_face
+    from facskit.faces import FaceTracker
+
+    tracker = FaceTracker(every=every)
+    spec = AlignSpec(kind="bmvc", size=size)
+
+    def aligner(image: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        faces = tracker.update(image)
+        return [
+            (face.face_id, align_face(image, face.landmarks, spec).crop)
+            for face in faces
+            if getattr(face, "success", True)
+        ]
+
+    return aligner

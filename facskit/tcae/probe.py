@@ -1,0 +1,301 @@
+"""What the TCAE embeddings are worth: AU occurrence probes and head-pose regression, with few labels.
+
+The paper's claim (sec. 4) is that the AU embedding ``phi`` carries facial actions and the pose embedding
+``psi`` carries head pose. Both halves are measured here on a labelled prepared cache, with
+subject-exclusive folds (:func:`facskit.data.folds.subject_folds`), for several label fractions:
+
+* ``linear``: logistic regression (scikit-learn, balanced classes, standardised features) per AU on the
+  frozen ``phi``, the frozen ``psi`` and ``phi`` of a randomly initialised encoder of the same architecture
+  (the baseline every self-supervised method must beat); F1 of occurrence (intensity >= 2).
+* ``pose``: ridge regression of yaw / pitch / roll (the cache index's pose columns) from each embedding,
+  R^2 on the held-out subjects; the pose embedding should win here.
+* ``finetune`` (optional): the encoder's AU branch plus a linear head trained end to end with a
+  class-balanced BCE, against the same network trained from scratch - the few-label regime where
+  pretraining is supposed to pay off.
+
+Training frames of a fold are subsampled to the label fraction (the same frames for every feature set);
+test frames are always the whole held-out fold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from facskit.models.tcae import TCAE
+from facskit.tcae.pairs import CachePairDataset
+
+__all__ = ["ProbeResult", "embed_cache", "format_probe_table", "run_probe"]
+
+POSE = ("yaw", "pitch", "roll")
+OCCURRENCE = 2.0  # intensity >= 2: the DISFA/BP4D occurrence protocol
+
+
+@dataclass
+class ProbeResult:
+    """F1 per AU (``f1[features][fraction][AU] -> mean over folds``) and pose R^2 per feature set."""
+
+    aus: list[str]
+    fractions: list[float]
+    folds: int
+    f1: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    pose_r2: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "aus": self.aus,
+            "fractions": self.fractions,
+            "folds": self.folds,
+            "f1": self.f1,
+            "pose_r2": self.pose_r2,
+            "notes": self.notes,
+        }
+
+
+@torch.no_grad()
+def embed_cache(
+    model: TCAE, images: CachePairDataset, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(phi (N, E), psi (N, E))`` float32 for every frame, BatchNorm in eval mode."""
+    model = model.to(device).eval()
+    phis, psis = [], []
+    for start in range(0, len(images), batch_size):
+        batch = torch.stack([images[i] for i in range(start, min(start + batch_size, len(images)))])
+        phi, psi = model.embed(batch.to(device))
+        phis.append(phi.float().cpu().numpy())
+        psis.append(psi.float().cpu().numpy())
+    return np.concatenate(phis), np.concatenate(psis)
+
+
+def _train_subset(train: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    if fraction >= 1.0:
+        return train
+    n = max(int(round(fraction * len(train))), 2)
+    return np.sort(rng.choice(train, size=min(n, len(train)), replace=False))
+
+
+def _linear_f1(x_train, y_train, x_test, y_test) -> float:
+    """Balanced logistic regression on standardised features; NaN when the train split has one class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from facskit.metrics import f1
+
+    if len(np.unique(y_train)) < 2:
+        return float("nan")
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+    classifier.fit(x_train, y_train)
+    return f1(classifier.predict(x_test).astype(float), y_test.astype(float), threshold=0.5)
+
+
+def _pose_r2(x_train, y_train, x_test, y_test) -> list[float]:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    regression = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    regression.fit(x_train, y_train)
+    predicted = regression.predict(x_test)
+    return [float(r2_score(y_test[:, k], predicted[:, k])) for k in range(y_test.shape[1])]
+
+
+class _AUClassifier(torch.nn.Module):
+    """The TCAE encoder's AU path (trunk + AU branch) and a linear occurrence head."""
+
+    def __init__(self, model: TCAE, n_aus: int) -> None:
+        super().__init__()
+        self.trunk = model.encoder.trunk
+        self.branch = model.encoder.au_branch
+        self.head = torch.nn.Linear(model.spec.embedding_size, n_aus)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.branch(self.trunk(x)).flatten(1))  # (B, A) logits
+
+
+def _finetune_f1(
+    model: TCAE,
+    images: CachePairDataset,
+    labels: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+) -> list[float]:
+    """End-to-end training of the AU path + head with a class-balanced BCE; F1 per AU on ``test``."""
+    from facskit.metrics import f1
+
+    torch.manual_seed(seed)
+    net = _AUClassifier(model, labels.shape[1]).to(device)
+    known = ~np.isnan(labels)
+    y = np.nan_to_num(labels).astype(np.float32)
+    positives = (y[train] * known[train]).sum(0)
+    negatives = ((1 - y[train]) * known[train]).sum(0)
+    pos_weight = torch.tensor(np.clip(negatives / np.maximum(positives, 1), 1.0, 50.0), dtype=torch.float32)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [*net.trunk.parameters(), *net.branch.parameters()], "lr": lr},
+            {"params": net.head.parameters(), "lr": lr * 10},
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    steps = max(1, epochs * math.ceil(len(train) / batch_size))
+    net.train()
+    for step in range(steps):
+        idx = rng.choice(train, size=min(batch_size, len(train)), replace=False)
+        x = torch.stack([images[int(i)] for i in idx]).to(device)
+        target = torch.from_numpy(y[idx]).to(device)
+        mask = torch.from_numpy(known[idx].astype(np.float32)).to(device)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            net(x), target, pos_weight=pos_weight.to(device), reduction="none"
+        )
+        loss = (loss * mask).sum() / mask.sum().clamp(min=1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        del step
+    net.eval()
+    with torch.no_grad():
+        logits = torch.cat(
+            [
+                net(torch.stack([images[int(i)] for i in test[s : s + 256]]).to(device)).cpu()
+                for s in range(0, len(test), 256)
+            ]
+        ).numpy()
+    return [
+        f1((logits[:, a] > 0).astype(float), labels[test, a], threshold=0.5)
+        if positives[a] > 0
+        else float("nan")
+        for a in range(labels.shape[1])
+    ]
+
+
+def run_probe(
+    model: TCAE,
+    cache,
+    folds: int = 3,
+    fractions: Sequence[float] = (1.0,),
+    finetune: bool = False,
+    finetune_epochs: int = 3,
+    finetune_lr: float = 1e-4,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    log=print,
+) -> ProbeResult:
+    """Probe ``model`` on a labelled prepared cache; see the module docstring for what is measured."""
+    from facskit.aus import au_column
+    from facskit.data.folds import subject_folds
+
+    device = torch.device(device)
+    images = CachePairDataset(cache, model.spec.input_size, preload=True)
+    subjects = cache.index["subject"].astype(str).to_numpy()
+    intensities = np.stack([cache[i]["intensities"] for i in range(len(cache))]).astype(np.float64)  # (N, A)
+    labels = np.where(np.isnan(intensities), np.nan, (intensities >= OCCURRENCE).astype(np.float64))
+    aus = [au_column(a) for a in cache.aus]
+    has_pose = all(c in cache.index.columns for c in POSE) and cache.index[list(POSE)].notna().all().all()
+    pose = cache.index[list(POSE)].to_numpy(np.float64) if has_pose else None
+
+    log(f"embedding {len(images)} frames")
+    phi, psi = embed_cache(model, images, device=device)
+    torch.manual_seed(seed)
+    random_model = TCAE(model.spec)
+    random_phi, random_psi = embed_cache(random_model, images, device=device)
+    features = {"tcae_au (phi)": phi, "tcae_pose (psi)": psi, "random_au (phi)": random_phi}
+    pose_features = {**features, "random_pose (psi)": random_psi}
+
+    result = ProbeResult(aus=aus, fractions=[float(f) for f in fractions], folds=folds)
+    if not has_pose:
+        result.notes.append("no yaw/pitch/roll columns in the cache index: pose R^2 not measured")
+    split = subject_folds(subjects, k=folds, seed=seed)
+    per_fold: dict[tuple[str, float], list[list[float]]] = {}
+    pose_fold: dict[str, list[list[float]]] = {}
+    for k, held_out in enumerate(split):
+        test = np.flatnonzero(np.isin(subjects, held_out))
+        train_all = np.flatnonzero(~np.isin(subjects, held_out))
+        for fraction in fractions:
+            train = _train_subset(train_all, fraction, np.random.default_rng([seed, k, int(fraction * 1e6)]))
+            for name, x in features.items():
+                scores = []
+                for a in range(len(aus)):
+                    tr = train[~np.isnan(labels[train, a])]
+                    te = test[~np.isnan(labels[test, a])]
+                    scores.append(_linear_f1(x[tr], labels[tr, a], x[te], labels[te, a]))
+                per_fold.setdefault((f"linear {name}", fraction), []).append(scores)
+            if finetune:
+                for name, init in (("finetune tcae", model), ("scratch", None)):
+                    if init is None:
+                        torch.manual_seed(seed + 1)
+                        net_model = TCAE(model.spec)
+                    else:
+                        net_model = TCAE(model.spec)
+                        net_model.load_state_dict(model.state_dict())
+                    scores = _finetune_f1(
+                        net_model,
+                        images,
+                        labels,
+                        train,
+                        test,
+                        finetune_epochs,
+                        batch_size,
+                        finetune_lr,
+                        seed,
+                        device,
+                    )
+                    per_fold.setdefault((name, fraction), []).append(scores)
+            log(f"fold {k + 1}/{folds}, label fraction {fraction:g}: done")
+        if pose is not None:
+            for name, x in pose_features.items():
+                pose_fold.setdefault(name, []).append(
+                    _pose_r2(x[train_all], pose[train_all], x[test], pose[test])
+                )
+
+    for (name, fraction), rows in per_fold.items():
+        mean = np.nanmean(np.array(rows, dtype=np.float64), axis=0) if rows else []
+        entry = {au: float(v) for au, v in zip(aus, mean, strict=True)}
+        entry["mean"] = float(np.nanmean(mean)) if np.isfinite(mean).any() else float("nan")
+        result.f1.setdefault(name, {})[f"{fraction:g}"] = entry
+    for name, rows in pose_fold.items():
+        mean = np.mean(np.array(rows), axis=0)
+        result.pose_r2[name] = {
+            **{p: float(v) for p, v in zip(POSE, mean, strict=True)},
+            "mean": float(mean.mean()),
+        }
+    return result
+
+
+def format_probe_table(result: ProbeResult) -> str:
+    """Markdown: one F1 table (rows: features x label fraction) and one pose R^2 table."""
+    head = ["features", "labels", *result.aus, "mean F1"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, by_fraction in result.f1.items():
+        for fraction, entry in by_fraction.items():
+            cells = [f"{entry[a]:.3f}" if math.isfinite(entry[a]) else "n/a" for a in result.aus]
+            mean = f"{entry['mean']:.3f}" if math.isfinite(entry["mean"]) else "n/a"
+            lines.append(f"| {name} | {float(fraction):.0%} | " + " | ".join(cells) + f" | **{mean}** |")
+    text = f"AU occurrence F1 (intensity >= 2), {result.folds}-fold subject-exclusive CV\n\n" + "\n".join(
+        lines
+    )
+    if result.pose_r2:
+        rows = ["| features | " + " | ".join(POSE) + " | mean R^2 |", "|---|---|---|---|---|"]
+        for name, entry in result.pose_r2.items():
+            rows.append(
+                f"| {name} | " + " | ".join(f"{entry[p]:.3f}" for p in POSE) + f" | **{entry['mean']:.3f}** |"
+            )
+        text += (
+            "\n\nHead pose from the embedding (ridge regression, R^2 on held-out subjects)\n\n"
+            + "\n".join(rows)
+        )
+    for note in result.notes:
+        text += f"\n\nNote: {note}"
+    return text

@@ -1,0 +1,171 @@
+"""Inspection grids: what a trained TCAE does to a pair of frames.
+
+One row per pair, nine panels: source, target, AU-changed face tau_A(I_s), pose-changed face tau_P(I_s),
+reconstruction tau(I_s), the AU and the pose displacement fields in flow colours, and the two attention
+masks alpha_A, alpha_P (white = 1). A good model shows the head motion in the pose field (smooth, the whole
+face), the expression change in the AU field (local: mouth, brows, eyes) and an AU mask that is bright
+only where the AUs moved.
+
+Flow colours (the Middlebury convention, simplified): hue = direction of the displacement, value =
+magnitude / the largest magnitude in the grid (both fields share one scale so they compare); a zero
+field is black. The scale in pixels of the model's input is written on each flow panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from facskit.models.tcae import TCAE
+from facskit.tcae.pairs import image_to_tensor
+
+__all__ = ["flow_to_rgb", "mask_to_rgb", "pair_grid", "pairs_from_cache", "pairs_from_video", "write_grids"]
+
+PANELS = (
+    "source",
+    "target",
+    "AU-changed",
+    "pose-changed",
+    "reconstruction",
+    "AU flow",
+    "pose flow",
+    "AU mask",
+    "pose mask",
+)
+
+
+def flow_to_rgb(field: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """``field (2, H, W)`` -> ``(H, W, 3) uint8`` RGB: angle -> hue, magnitude -> value, full saturation."""
+    dx, dy = field[0].astype(np.float32), field[1].astype(np.float32)
+    magnitude = np.hypot(dx, dy)
+    scale = max_magnitude if max_magnitude and max_magnitude > 0 else max(float(magnitude.max()), 1e-8)
+    angle = (np.degrees(np.arctan2(dy, dx)) % 360.0) / 2.0  # OpenCV hue is 0..180
+    hsv = np.stack(
+        [angle, np.full_like(angle, 255.0), np.clip(magnitude / scale, 0.0, 1.0) * 255.0], axis=-1
+    ).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def mask_to_rgb(alpha: np.ndarray) -> np.ndarray:
+    """``alpha (H, W)`` in [0, 1] -> grey ``(H, W, 3) uint8``."""
+    grey = (np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def _image(tensor: torch.Tensor) -> np.ndarray:
+    return (tensor.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def _label(cell: np.ndarray, text: str) -> np.ndarray:
+    """Cell with a caption bar on top (white text on black)."""
+    bar = np.zeros((18, cell.shape[1], 3), np.uint8)
+    cv2.putText(bar, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([bar, cell], axis=0)
+
+
+@torch.no_grad()
+def pair_grid(
+    model: TCAE, source: np.ndarray, target: np.ndarray, cell: int = 128, title: str = ""
+) -> np.ndarray:
+    """One labelled row of the nine panels for a pair of aligned crops ``(H, W, 3) uint8`` RGB."""
+    model.eval()
+    device = next(model.parameters()).device
+    size = model.spec.input_size
+    s = image_to_tensor(source, size)[None].to(device)  # (1, 3, S, S)
+    t = image_to_tensor(target, size)[None].to(device)
+    out = model(s, t)
+    au_field, pose_field = out.field_au[0].float().cpu().numpy(), out.field_pose[0].float().cpu().numpy()
+    largest = max(float(np.hypot(*au_field).max()), float(np.hypot(*pose_field).max()), 1e-8)
+    pixels = largest * (size - 1) / 2.0  # normalised displacement -> input pixels (align_corners=True)
+    panels = [
+        _image(s[0]),
+        _image(t[0]),
+        _image(out.au_changed[0].float()),
+        _image(out.pose_changed[0].float()),
+        _image(out.reconstruction[0].float()),
+        flow_to_rgb(au_field, largest),
+        flow_to_rgb(pose_field, largest),
+        mask_to_rgb(out.alpha_au[0, 0].float().cpu().numpy()),
+        mask_to_rgb(out.alpha_pose[0, 0].float().cpu().numpy()),
+    ]
+    cells = []
+    for name, panel in zip(PANELS, panels, strict=True):
+        panel = cv2.resize(
+            panel, (cell, cell), interpolation=cv2.INTER_NEAREST if size < cell else cv2.INTER_AREA
+        )
+        caption = f"{name} (max {pixels:.1f}px)" if name == "AU flow" else name
+        cells.append(_label(np.ascontiguousarray(panel), caption))
+    row = np.concatenate(cells, axis=1)
+    if title:
+        row = _label(row, title)
+    return row
+
+
+def pairs_from_cache(
+    cache, count: int, gap: int, seed: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    """``count`` pairs ``gap`` frames apart (or the closest available), spread over the cache's tracks."""
+    from facskit.tcae.pairs import sample_pairs, tracks_from_index
+
+    tracks = tracks_from_index(cache.index)
+    pairs = sample_pairs(tracks, count, max(1, gap // 2), gap, np.random.default_rng(seed))
+    for i, j in pairs:
+        a, b = cache[int(i)], cache[int(j)]
+        yield a["image"], b["image"], f"{a['subject']}/{a['sequence']} frame {a['frame']} -> {b['frame']}"
+
+
+def pairs_from_video(
+    path: str | Path, count: int, gap: int, crop_size: int = 256
+) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    """``count`` pairs ``gap`` frames apart, sources spread evenly over the video, the first tracked face.
+
+    The video is streamed once; only the crops of the wanted frames are kept (constant memory).
+    """
+    from facskit.data.index import video_frame_count
+    from facskit.io import iter_frames
+    from facskit.tcae.pairs import default_aligner
+
+    total = video_frame_count(Path(path))
+    if total <= gap:
+        raise ValueError(f"{path}: {total} frames, too short for a gap of {gap}")
+    sources = np.unique(np.linspace(0, total - 1 - gap, count).round().astype(int))
+    wanted = set(sources.tolist()) | set((sources + gap).tolist())
+    aligner = default_aligner(size=crop_size)
+    crops: dict[int, np.ndarray] = {}
+    for frame in iter_frames(Path(path)):
+        faces = aligner(frame.image)  # track every frame so the tracker stays locked
+        if frame.index in wanted and faces:
+            crops[frame.index] = faces[0][1]
+        if frame.index > max(wanted):
+            break
+    for s in sources:
+        if s in crops and s + gap in crops:
+            yield crops[s], crops[s + gap], f"{Path(path).name} frame {s} -> {s + gap}"
+
+
+def write_grids(
+    model: TCAE,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray, str]],
+    out: str | Path,
+    stem: str,
+    cell: int = 128,
+) -> list[Path]:
+    """One PNG per pair (``{stem}-NN.png``) and one with all rows (``{stem}.png``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, paths = [], []
+    for n, (source, target, title) in enumerate(pairs):
+        row = pair_grid(model, source, target, cell=cell, title=title)
+        rows.append(row)
+        path = out / f"{stem}-{n:02d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    if rows:
+        path = out / f"{stem}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths

@@ -1,0 +1,105 @@
+"""TCAE network invariants: warping conventions, alpha, gradients, shapes of both presets."""
+
+import pytest
+import torch
+
+from facskit.models.tcae import TCAE, TCAESpec, combine_fields, create_tcae, identity_grid, tcae_spec, warp
+
+SMALL = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2)
+
+
+def _image(b: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, size, size, generator=g)
+
+
+def test_zero_field_is_identity() -> None:
+    # align_corners=True: the identity grid hits pixel centres, so the warp is lossless up to the float
+    # rounding of linspace (~1e-7 of the coordinate)
+    image = _image()
+    out = warp(image, torch.zeros(2, 2, 32, 32))
+    assert torch.allclose(out, image, atol=1e-5)
+
+
+def test_identity_grid_corners() -> None:
+    grid = identity_grid(5, 7)  # (1, H, W, 2)
+    assert grid.shape == (1, 5, 7, 2)
+    assert grid[0, 0, 0].tolist() == [-1.0, -1.0] and grid[0, -1, -1].tolist() == [1.0, 1.0]
+
+
+def test_known_shift_and_its_inverse() -> None:
+    size = 32
+    image = _image(1, size)
+    pixels = 3  # shift by 3 px in x: normalised displacement 3 * 2 / (W - 1)
+    d = pixels * 2.0 / (size - 1)
+    right = torch.zeros(1, 2, size, size)
+    right[:, 0] = d
+    shifted = warp(image, right)  # out(x) = image(x + 3)
+    assert torch.allclose(shifted[..., : size - pixels], image[..., pixels:], atol=1e-5)
+    back = warp(shifted, -right)  # out(x) = shifted(x - 3) = image(x)
+    inner = slice(pixels, size - pixels)
+    assert torch.allclose(back[..., inner], image[..., inner], atol=1e-5)
+
+
+def test_alpha_sums_to_one() -> None:
+    g = torch.Generator().manual_seed(1)
+    fa, fp = torch.randn(2, 2, 8, 8, generator=g), torch.randn(2, 2, 8, 8, generator=g)
+    ma, mp = 5 * torch.randn(2, 1, 8, 8, generator=g), 5 * torch.randn(2, 1, 8, 8, generator=g)
+    field, aa, ap = combine_fields(fa, fp, ma, mp)
+    assert torch.allclose(aa + ap, torch.ones_like(aa), atol=1e-6)
+    assert torch.allclose(field, aa * fa + ap * fp)
+    # equal fields: the combination is that field whatever the masks
+    same, _, _ = combine_fields(fa, fa, ma, mp)
+    assert torch.allclose(same, fa, atol=1e-6)
+
+
+def test_forward_shapes_and_ranges() -> None:
+    model = TCAE(SMALL)
+    out = model(_image(seed=1), _image(seed=2))
+    assert out.phi_source.shape == (2, 8) and out.psi_target.shape == (2, 8)
+    for name in ("field_au", "field_pose", "field", "field_au_back", "field_pose_back"):
+        assert getattr(out, name).shape == (2, 2, 32, 32), name
+        assert getattr(out, name).abs().max() <= 1.0
+    for name in ("au_changed", "pose_changed", "reconstruction", "au_cycled", "pose_cycled"):
+        assert getattr(out, name).shape == (2, 3, 32, 32), name
+    assert out.mask_au.shape == (2, 1, 32, 32)
+    assert torch.allclose(out.alpha_au + out.alpha_pose, torch.ones(2, 1, 32, 32), atol=1e-6)
+
+
+def test_gradient_reaches_every_parameter() -> None:
+    from facskit.tcae.losses import LossWeights, reduce_terms, tcae_loss_terms
+
+    torch.manual_seed(0)
+    model = TCAE(SMALL)
+    source, target = _image(4, seed=3), _image(4, seed=4)
+    loss, _ = reduce_terms(tcae_loss_terms(model(source, target), source, target), LossWeights())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("name,size,dim", [("tcae", 256, 256), ("tcae-lite", 64, 64)])
+def test_presets(name: str, size: int, dim: int) -> None:
+    model = create_tcae(name).eval()
+    assert model.spec.input_size == size
+    with torch.no_grad():
+        phi, psi = model.embed(torch.rand(1, 3, size, size))
+    assert phi.shape == psi.shape == (1, dim)
+
+
+def test_reference_layout_of_paper_preset() -> None:
+    # trunk 32, 64, 128, 256, 256 then 3 branch convs; decoder 256 x4, 128, 64, 32, 3 (reference sizes)
+    model = create_tcae("tcae")
+    trunk = [m.out_channels for m in model.encoder.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert trunk == [32, 64, 128, 256, 256]
+    branch = [m.out_channels for m in model.encoder.au_branch.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert branch == [256, 256, 256]
+    dec = [m.out_channels for m in model.au_decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert dec == [256, 256, 256, 256, 128, 64, 32, 3]
+
+
+def test_unknown_preset_lists_names() -> None:
+    with pytest.raises(KeyError, match="tcae-lite"):
+        tcae_spec("nope")
+    with pytest.raises(ValueError):
+        TCAESpec(input_size=100)

@@ -1,0 +1,111 @@
+"""Pair sampling: gaps within the curriculum's bounds, same track, deterministic, sharded; exact resume."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from facskit.tcae.pairs import PairCurriculum, PairSampler, sample_pairs, tracks_from_index
+
+
+def _index() -> pd.DataFrame:
+    rows = []
+    for subject in ("S1", "S2"):
+        for sequence in ("a", "b"):
+            # frames with holes: gaps must be measured in frame numbers, not positions
+            frames = [f for f in range(1, 121) if f % 7 != 0]
+            rows += [{"subject": subject, "sequence": sequence, "frame": f} for f in frames]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=0).reset_index(drop=True)  # shuffled rows
+
+
+def test_curriculum_ramps_gap_and_window() -> None:
+    c = PairCurriculum(min_gap=1, start_max_gap=2, end_max_gap=50, ramp_epochs=5, end_window=(0.4, 0.9))
+    gaps = [c.max_gap(e) for e in range(8)]
+    assert gaps[0] == 2 and gaps[4:] == [50] * 4
+    assert all(a <= b for a, b in zip(gaps, gaps[1:], strict=False))
+    assert c.window(0) == (0.0, 1.0) and c.window(10) == pytest.approx((0.4, 0.9))
+    with pytest.raises(ValueError):
+        PairCurriculum(start_max_gap=10, end_max_gap=5)
+
+
+@pytest.mark.parametrize("min_gap,max_gap", [(1, 1), (1, 3), (5, 20)])
+def test_pairs_respect_gap_and_track(min_gap: int, max_gap: int) -> None:
+    index = _index()
+    tracks = tracks_from_index(index)
+    assert len(tracks) == 4
+    pairs = sample_pairs(tracks, 2000, min_gap, max_gap, np.random.default_rng(0))
+    s, t = index.iloc[pairs[:, 0]], index.iloc[pairs[:, 1]]
+    assert (s["subject"].to_numpy() == t["subject"].to_numpy()).all()
+    assert (s["sequence"].to_numpy() == t["sequence"].to_numpy()).all()
+    gap = np.abs(s["frame"].to_numpy() - t["frame"].to_numpy())
+    assert gap.min() >= min_gap and gap.max() <= max_gap
+    if max_gap > min_gap:
+        assert set(np.unique(gap)) >= {min_gap, max_gap}  # the whole range is used
+        forward = (t["frame"].to_numpy() > s["frame"].to_numpy()).mean()
+        assert 0.35 < forward < 0.65  # both directions
+
+
+def test_sampler_follows_curriculum_deterministic_and_sharded() -> None:
+    index = _index()
+    c = PairCurriculum(min_gap=1, start_max_gap=2, end_max_gap=30, ramp_epochs=3)
+    sampler = PairSampler(tracks_from_index(index), 256, c, seed=3)
+    frames = index["frame"].to_numpy()
+    for epoch in range(4):
+        pairs = sampler.pairs(epoch)
+        assert np.abs(frames[pairs[:, 0]] - frames[pairs[:, 1]]).max() <= c.max_gap(epoch)
+    assert np.array_equal(sampler.pairs(2), PairSampler(sampler.tracks, 256, c, seed=3).pairs(2))
+    assert not np.array_equal(sampler.pairs(2), sampler.pairs(3))
+    # two DDP ranks: disjoint slices that together make the epoch; resume skips the first batches
+    ranks = [PairSampler(sampler.tracks, 256, c, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    got = [np.concatenate(list(r.batches(1, 16))) for r in ranks]
+    assert np.array_equal(np.sort(np.concatenate(got), axis=0), np.sort(sampler.pairs(1), axis=0))
+    resumed = np.concatenate(list(ranks[0].batches(1, 16, start=3)))
+    assert np.array_equal(resumed, got[0][3 * 16 :])
+
+
+class _TinyCache:
+    """A cache-like object: ``len``, ``image(i)``, ``index`` (what pretrain_tcae needs)."""
+
+    def __init__(self) -> None:
+        self.index = pd.DataFrame({"subject": "S1", "sequence": "a", "frame": np.arange(40)})
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 255, (32, 32, 3))
+        self.images = [np.roll(base, i // 4, axis=1).astype(np.uint8) for i in range(40)]
+        self.path = "<tiny>"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+
+def test_exact_resume(tmp_path) -> None:
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pretrain import load_tcae, pretrain_tcae
+
+    overrides = [
+        "model.input_size=32",
+        "model.filters=4",
+        "model.embedding_size=8",
+        "data.pairs_per_epoch=32",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "train.device=cpu",
+        "run.checkpoint_every_steps=1",
+        "run.log_every_steps=0",
+        "train.threads=1",
+    ]
+    config = load_tcae_config("tcae-lite", overrides)
+    cache = _TinyCache()
+    pretrain_tcae(config, cache, tmp_path / "full", quiet=True)
+    # interrupted after 3 of 8 steps (mid-epoch), then resumed with the rest of the run
+    stopped = load_tcae_config("tcae-lite", [*overrides, "train.max_steps=3"])
+    pretrain_tcae(stopped, cache, tmp_path / "split", quiet=True)
+    pretrain_tcae(stopped, cache, tmp_path / "split", quiet=True, overrides=["train.max_steps=null"])
+    full, info_full = load_tcae(tmp_path / "full")
+    split, info_split = load_tcae(tmp_path / "split")
+    assert info_full["step"] == info_split["step"] == 8
+    for (name, a), b in zip(full.state_dict().items(), split.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "full" / "epoch-002.ckpt").is_file()
