@@ -131,23 +131,30 @@ def _split_frames(cache: FrameCache, config: Config) -> tuple[np.ndarray, np.nda
     from facskit.data.folds import fera2015_split, fold_split
 
     n = len(cache)
+    d = config.data
     index = getattr(cache, "index", None)
-    if config.data.split == "none":
+    if d.split == "none":
         train, val = np.arange(n), np.arange(0)
     else:
         if index is None or "subject" not in index:
             raise DatasetError("the cache has no subject index; use data.split=none")
-        if config.data.split == "fera2015":
+        if d.split == "fera2015":
             train_mask, val_mask = fera2015_split(index)
         else:
-            d = config.data
             train_mask, val_mask = fold_split(index, d.folds, d.fold, d.fold_seed)
         train, val = np.flatnonzero(train_mask), np.flatnonzero(val_mask)
-    if config.data.max_train_frames is not None:
-        train = train[: config.data.max_train_frames]
-    if config.data.max_val_frames is not None:
-        val = val[: config.data.max_val_frames]
-    return train, val
+    return _evenly_spaced(train, d.max_train_frames), _evenly_spaced(val, d.max_val_frames)
+
+
+def _evenly_spaced(frames: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most ``limit`` frames spread evenly over the (subject-ordered) list, deterministically.
+
+    A prefix would keep only the first subjects; an even stride keeps every subject and sequence, which
+    is what a frame budget is meant to preserve.
+    """
+    if limit is None or len(frames) <= limit:
+        return frames
+    return frames[np.linspace(0, len(frames) - 1, limit).round().astype(np.int64)]
 
 
 def _subjects_of(cache: FrameCache, frames: np.ndarray) -> np.ndarray | None:
