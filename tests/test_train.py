@@ -219,3 +219,18 @@ def test_cli_reports_config_errors_in_one_line(tmp_path: Path, capsys: pytest.Ca
         ["train", "scc-lite", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "train.seed=x"]
     )
     assert code == 2 and "expects int" in capsys.readouterr().err
+
+
+def test_foreground_weight_counts_pixels_inside_the_gaussians_more() -> None:
+    from facskit.train.loop import masked_mse
+
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1, 1] = 3.0
+    pred = torch.zeros(1, 1, 4, 4)
+    pred[0, 0, 3, 3] = 1.0  # a false positive on the background
+    weights = torch.ones(1, 1)
+    plain = masked_mse(pred, target, weights)
+    assert plain == pytest.approx((9.0 + 1.0) / 16)
+    assert masked_mse(pred, target, weights, foreground_weight=10.0) == pytest.approx((90.0 + 1.0) / 16)
+    weights[:] = 0.0  # an unknown label is ignored whatever the weighting
+    assert masked_mse(pred, target, weights, foreground_weight=10.0) == 0.0

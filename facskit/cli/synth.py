@@ -22,6 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder of real face images/videos to animate instead of the parametric face",
     )
+    parser.add_argument(
+        "--activity",
+        type=float,
+        default=0.45,
+        help="expected fraction of frames inside an expression episode (0.45: DISFA-like, mostly neutral; "
+        "1-3: overlapping episodes, more AU examples for training a general model)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -38,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         args.textures,
         args.sequences,
         args.quiet,
+        args.activity,
     )
     if not args.quiet:
         print(f"wrote {manifest.parent} ({args.format}); ground truth in synth_ground_truth.parquet")

@@ -17,6 +17,8 @@ import numpy as np
 from facskit.synth.face_model import POSE_LIMITS_DEG, SYNTH_AUS, Identity
 from facskit.synth.render import FaceRenderer, Pose, Scene
 
+# Expected fraction of frames inside an expression episode: DISFA-like, most frames neutral.
+DEFAULT_ACTIVITY = 0.45
 FPS = 20.0  # DISFA's frame rate; episode durations below are in seconds at this rate
 
 # Prototype -> (core AUs with relative strength, optional AUs with probability).
@@ -52,7 +54,7 @@ def _envelope(frames: int, start: int, onset: int, apex: int, offset: int) -> np
     return (1 - np.cos(np.pi * ramp)) / 2
 
 
-def au_timeline(rng: np.random.Generator, frames: int, activity: float = 0.45) -> np.ndarray:
+def au_timeline(rng: np.random.Generator, frames: int, activity: float = DEFAULT_ACTIVITY) -> np.ndarray:
     """AU intensities (frames, len(SYNTH_AUS)) in 0..5, quantised to 0.01.
 
     ``activity`` is the expected fraction of frames inside some expression episode; the rest is neutral
@@ -145,10 +147,15 @@ class SynthFrame:
 
 
 def generate_sequence(
-    renderer: FaceRenderer, identity: Identity, scene: Scene, frames: int, rng: np.random.Generator
+    renderer: FaceRenderer,
+    identity: Identity,
+    scene: Scene,
+    frames: int,
+    rng: np.random.Generator,
+    activity: float = DEFAULT_ACTIVITY,
 ) -> Iterator[SynthFrame]:
     """Yield ``frames`` rendered frames of one identity; everything random is drawn from ``rng``."""
-    intensities = au_timeline(rng, frames)
+    intensities = au_timeline(rng, frames, activity)
     poses = pose_timeline(rng, frames)
     for i in range(frames):
         aus = {code: float(v) for code, v in zip(SYNTH_AUS, intensities[i], strict=True) if v > 0}

@@ -38,7 +38,7 @@ from facskit.aus import BP4D_AUS, DISFA_AUS, au_column
 from facskit.errors import UsageError
 from facskit.synth.face_model import SYNTH_AUS, sample_identity
 from facskit.synth.render import FaceRenderer, sample_scene
-from facskit.synth.sequence import FPS, SynthFrame, au_timeline, generate_sequence
+from facskit.synth.sequence import DEFAULT_ACTIVITY, FPS, SynthFrame, au_timeline, generate_sequence
 from facskit.synth.texture import animate_face, estimate_pose, find_sources, iter_texture_faces
 
 Format = Literal["disfa", "bp4d", "folder"]
@@ -142,7 +142,12 @@ def _sequence_specs(fmt: str, subjects: int, sequences: int, seed: int) -> list[
 
 
 def _frames_of(
-    spec: SequenceSpec, frames: int, seed: int, renderer: FaceRenderer, sources: list[Path] | None
+    spec: SequenceSpec,
+    frames: int,
+    seed: int,
+    renderer: FaceRenderer,
+    sources: list[Path] | None,
+    activity: float = DEFAULT_ACTIVITY,
 ) -> tuple[Iterator[SynthFrame], dict[str, object]]:
     """The frames of one sequence and the identity columns for its rows."""
     identity = sample_identity(np.random.default_rng([seed, 0, spec.subject_index]), spec.subject_index)
@@ -151,7 +156,7 @@ def _frames_of(
         scene = sample_scene(rng)
         columns: dict[str, object] = identity.as_columns()
         columns.update(texture_source="", base_expression_unknown=False, pose_source="generated")
-        return generate_sequence(renderer, identity, scene, frames, rng), columns
+        return generate_sequence(renderer, identity, scene, frames, rng, activity), columns
     source = sources[spec.subject_index % len(sources)]
     start = int(rng.integers(0, 200))
     columns = {
@@ -163,7 +168,7 @@ def _frames_of(
     }
 
     def frames_iter() -> Iterator[SynthFrame]:
-        intensities = au_timeline(rng, frames)
+        intensities = au_timeline(rng, frames, activity)
         faces = iter_texture_faces(source, renderer.size, start)
         for i in range(frames):
             crop, base = next(faces)
@@ -242,11 +247,14 @@ def write_dataset(
     textures: Path | str | None = None,
     sequences: int = 1,
     quiet: bool = False,
+    activity: float = DEFAULT_ACTIVITY,
 ) -> Path:
     """Generate and write a labelled synthetic dataset; returns the path of its manifest.
 
     ``frames`` is per sequence; ``sequences`` is the number of tasks per subject (BP4D, folder; DISFA has one
-    video per subject). The same arguments always give the same label files and images.
+    video per subject). ``activity`` is the expected fraction of frames inside an expression episode
+    (0.45: DISFA-like, most frames neutral; larger values overlap episodes, for training a general model).
+    The same arguments always give the same label files and images.
     """
     from facskit import __version__
     from facskit.io.progress import Progress
@@ -255,6 +263,8 @@ def write_dataset(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not 256 <= size <= 512 or size % 2:
         raise UsageError(f"--size must be an even number of pixels in 256..512, got {size}")
+    if activity <= 0:
+        raise UsageError(f"--activity must be positive, got {activity}")
     if subjects < 1 or frames < 1:
         raise UsageError("--subjects and --frames must be at least 1")
     if not 1 <= sequences <= MAX_TASKS:
@@ -268,7 +278,7 @@ def write_dataset(
     folder_rows: list[dict[str, object]] = []
     progress = Progress(total=len(specs) * frames, unit="frames", quiet=quiet, label="synth")
     for spec in specs:
-        frame_iter, id_columns = _frames_of(spec, frames, seed, renderer, sources)
+        frame_iter, id_columns = _frames_of(spec, frames, seed, renderer, sources, activity)
         unknown = _unknown_mask(
             np.random.default_rng([seed, 2, spec.subject_index, spec.sequence_index]), frames
         )

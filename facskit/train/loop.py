@@ -79,12 +79,20 @@ class TrainResult:
     best_metric: float = float("-inf")
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+FOREGROUND_THRESHOLD = 0.05  # target value (intensity units, 0..5) above which a pixel is foreground
+
+
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, foreground_weight: float = 1.0
+) -> torch.Tensor:
     """Heatmap MSE with unknown-label maps masked out; see the module docstring for the denominator.
 
-    pred, target: (B, P, m, m); weights: (B, P).
+    pred, target: (B, P, m, m); weights: (B, P). With ``foreground_weight`` != 1, pixels where the target
+    exceeds FOREGROUND_THRESHOLD count that many times (train.foreground_weight in the config).
     """
     squared = (pred.float() - target) ** 2  # (B, P, m, m)
+    if foreground_weight != 1.0:
+        squared = squared * (1.0 + (foreground_weight - 1.0) * (target > FOREGROUND_THRESHOLD))
     return (squared * weights[:, :, None, None]).sum() / squared.numel()
 
 
@@ -288,6 +296,7 @@ def train(
 
     # --- data ----------------------------------------------------------------------------------------
     accum, world = config.train.grad_accum, info.world_size
+    foreground_weight = config.train.foreground_weight
     try:
         sampler = StepSampler(
             len(train_frames), config.train.batch_size, accum, world, info.rank, seed=config.train.seed
@@ -373,7 +382,7 @@ def train(
                     with model.no_sync() if sync else contextlib.nullcontext():  # type: ignore[operator]
                         with autocast():
                             heatmaps = model(images)
-                        loss = masked_mse(heatmaps, targets, weights) / accum
+                        loss = masked_mse(heatmaps, targets, weights, foreground_weight) / accum
                         scaler.scale(loss).backward()
                     step_loss += float(loss.detach())
                 scaler.step(optimizer)
