@@ -18,6 +18,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run facskit end to end on the bundled sample and say where the outputs are"),
     "version": ("version", "print facskit, torch, dlib and PyAV versions"),
     "faces": ("faces", "detect faces, 68 landmarks and head pose; write one CSV row per face per frame"),
+    "analyze": (
+        "analyze",
+        "per-frame AU intensities for images and videos: one CSV/Parquet per input, resumable",
+    ),
+    "plot": (
+        "plot",
+        "plot an analysis result: AU time series, intensity distributions, co-occurrence (PNG, SVG)",
+    ),
+    "report": (
+        "report",
+        "one self-contained HTML report of an analysis folder (plots, key frames, model card)",
+    ),
+    "export": ("export", "export a checkpoint to ONNX and verify it against PyTorch"),
     "train": ("train", "train a heatmap AU model (BMVC'18 Hourglass or AAAI'20 SCC) from a YAML config"),
     "prepare": (
         "prepare",

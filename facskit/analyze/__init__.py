@@ -1,0 +1,27 @@
+"""facskit.analyze: per-frame AU intensities for media (``Detector``), the result table (``AUResult``,
+``read_result``, ``write_result``), plots, the HTML report and the batch runner behind ``facskit analyze``.
+
+Names are re-exported lazily (PEP 562), so importing the package loads neither torch nor dlib.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["AUResult", "Detector", "read_result", "write_result"]
+
+_HOMES = {
+    "Detector": "facskit.analyze.detector",
+    "AUResult": "facskit.analyze.results",
+    "read_result": "facskit.analyze.results",
+    "write_result": "facskit.analyze.results",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facskit.analyze.detector import Detector
+    from facskit.analyze.results import AUResult, read_result, write_result
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'facskit.analyze' has no attribute {name!r}")

@@ -1,0 +1,441 @@
+"""``Detector``: the one object a user needs to get per-frame AU intensities from images and videos.
+
+    from facskit import Detector
+    det = Detector()                              # the shipped default model, CPU
+    result = det.analyze("interview.mp4")         # an AUResult (a pandas DataFrame)
+    result.summary(); result.plot_timeseries()
+
+It wires :mod:`facskit.io` (decode), :mod:`facskit.faces` (track), :mod:`facskit.align`, a
+:class:`~facskit.analyze.backends.Backend` (network) and the readout through
+:class:`~facskit.analyze.pipeline.AnalysisPipeline`, then applies the optional smoothing, calibration and
+occurrence thresholds once per file. The same object drives ``facskit analyze``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from facskit.analyze.backends import (
+    BACKENDS,
+    PRECISIONS,
+    Backend,
+    BackendName,
+    OnnxBackend,
+    Precision,
+    TorchBackend,
+    select_backend,
+)
+from facskit.analyze.pipeline import (
+    DEFAULT_CHUNK_FRAMES,
+    FACE_SELECTIONS,
+    AnalysisPipeline,
+    FaceSelection,
+    FrameResult,
+    chunked,
+    rows_from_frames,
+)
+from facskit.analyze.postprocess import Calibration, Smoothing, as_calibration, as_smoothing, finalize
+from facskit.analyze.results import (
+    DEFAULT_THRESHOLD,
+    AUResult,
+    as_result,
+    concat_results,
+    empty_result,
+    thresholds_for,
+)
+from facskit.errors import CheckpointError, MediaError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facskit.analyze.engine import TrackerObserver
+    from facskit.models.spec import AUModel
+
+DEFAULT_MODEL = "default"
+# Where trained default weights are installed (package data); "default" resolves to this file.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.ckpt"
+ARRAY_FILE = "<array>"
+
+# What analyze() takes: a path (file, folder, glob), a facskit.io.MediaFile, or an RGB uint8 image.
+Source = str | os.PathLike[str] | np.ndarray | Any
+
+
+class _ArrayFrame:
+    """An in-memory image presented like :class:`facskit.io.Frame` (index 0, timestamp 0)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.index = 0
+        self.timestamp = 0.0
+        self.image = image
+
+
+def resolve_model(
+    model: str | os.PathLike[str] | AUModel, device: str, backend: BackendName, precision: Precision = "fp32"
+) -> tuple[Backend, dict]:
+    """A backend for ``model`` plus the model card facts that go into ``.attrs``.
+
+    ``model`` is ``"default"`` (trained weights shipped with facskit), a checkpoint path, an exported
+    ``.onnx`` file, a registry name (fresh, untrained weights: useful for testing the wiring only, hence a
+    warning) or a model object.
+    """
+    from facskit.models.spec import AUModel
+
+    card: dict[str, Any] = {}
+    if isinstance(model, AUModel):
+        card.update(source="<object>", trained=None)
+        net: AUModel | None = model
+    else:
+        text = os.fspath(model)
+        if text == DEFAULT_MODEL:
+            if not DEFAULT_WEIGHTS.is_file():
+                raise CheckpointError(
+                    f"no trained default model is installed ({DEFAULT_WEIGHTS} is missing); pass a "
+                    "checkpoint with --model PATH (Detector(model=PATH)) or train one with `facskit train`"
+                )
+            text = str(DEFAULT_WEIGHTS)
+        if text.lower().endswith(".onnx"):
+            if not Path(text).is_file():
+                raise CheckpointError(f"no such ONNX file: {text}")
+            onnx_backend = OnnxBackend(text, device=device)
+            card.update(source=text, trained=None, backend="onnx", hash=_file_hash(Path(text)))
+            return onnx_backend, card
+        from facskit.models.checkpoint import load_checkpoint
+        from facskit.models.registry import create_model, list_models
+
+        if Path(text).is_file():
+            net, info = load_checkpoint(text)
+            card.update(
+                source=text,
+                trained=True,
+                checkpoint_facskit_version=info.get("facskit_version"),
+                training=info.get("training") or {},
+            )
+        elif text in list_models():
+            warnings.warn(
+                f"model {text!r} is a registry name: its weights are freshly initialised (untrained), so the "
+                "AU values are meaningless; pass a trained checkpoint for real analysis",
+                stacklevel=3,
+            )
+            net = create_model(text)
+            card.update(source=text, trained=False)
+        else:
+            raise CheckpointError(
+                f"{text!r} is neither 'default', an existing checkpoint/.onnx file nor a model name "
+                f"({', '.join(list_models())})"
+            )
+    assert net is not None
+    card["hash"] = _weights_hash(net)
+    return select_backend(net, card["hash"], device, backend, precision), card
+
+
+def _weights_hash(model: AUModel) -> str:
+    """A short hash of the weights: tells two models apart in .attrs and keys the ONNX cache."""
+    digest = hashlib.sha256(repr(model.spec.to_dict()).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Detector:
+    """Per-frame AU intensities (0-5) and occurrences for images, videos, folders or arrays.
+
+    Args:
+        model: ``"default"`` (trained weights shipped with facskit), a checkpoint, an ``.onnx`` file, a
+            registry name (untrained: for testing) or a model object.
+        device: ``"cpu"`` or ``"cuda"`` (torch backend).
+        every: run the face detector every ``every`` frames; landmarks are tracked on every frame between.
+        faces: ``"all"`` faces, or only the ``"largest"`` one per frame.
+        batch_size: crops per network call. Results do not depend on it.
+        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported once and cached).
+        smoothing: ``None`` (off), a window in frames (centred moving median per face) or a ``Smoothing``.
+        threshold: occurrence threshold on the 0-5 scale, one number or ``{AU: value}``.
+        calibration: ``None`` (off), ``True`` (subtract each face's 5th percentile per AU), a percentile
+            or a ``Calibration``.
+        frame_step: analyse every ``frame_step``-th frame only (1 = all frames).
+        precision: ``"auto"`` (the fastest path that passed the accuracy check on this CPU), ``"fp32"``,
+            ``"bf16"`` (torch autocast; fp16 AMP on CUDA) or ``"int8"`` (ONNX Runtime, statically quantised).
+        pipelined: overlap decode, face tracking and the network on threads (same numbers as the serial
+            loop, which ``pipelined=False`` runs).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | AUModel = DEFAULT_MODEL,
+        device: str = "cpu",
+        every: int = 5,
+        faces: FaceSelection = "all",
+        batch_size: int = 16,
+        backend: BackendName = "torch",
+        smoothing: Smoothing | int | None = None,
+        threshold: float | Mapping[Any, float] = DEFAULT_THRESHOLD,
+        calibration: Calibration | bool | float | None = None,
+        frame_step: int = 1,
+        precision: Precision = "fp32",
+        pipelined: bool = True,
+    ) -> None:
+        if faces not in FACE_SELECTIONS:
+            raise UsageError(f"faces must be one of {', '.join(FACE_SELECTIONS)}, not {faces!r}")
+        if backend not in BACKENDS:
+            raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.pipelined = bool(pipelined)
+        if every < 1 or batch_size < 1 or frame_step < 1:
+            raise UsageError("every, batch_size and frame_step must be >= 1")
+        self.device = device
+        self.every = int(every)
+        self.faces: FaceSelection = faces
+        self.batch_size = int(batch_size)
+        self.frame_step = int(frame_step)
+        self.backend, self.model_card = resolve_model(model, device, backend, precision)
+        self.spec = self.backend.spec
+        self.aus: tuple[int, ...] = tuple(self.spec.aus)
+        self.thresholds = thresholds_for(self.aus, threshold)
+        self.smoothing = as_smoothing(smoothing)
+        self.calibration = as_calibration(calibration)
+        self._front_end: Any = None
+
+    # ------------------------------------------------------------------------------------------ API
+
+    def analyze(
+        self, inputs: Source | Sequence[Source], max_frames: int | None = None, batch_size: int | None = None
+    ) -> AUResult:
+        """Analyse one or several inputs (file, folder, glob, or RGB uint8 array (H, W, 3)).
+
+        Returns one :class:`AUResult` with one row per face per analysed frame (a ``face_detected=False``
+        row for a frame without a face). ``max_frames`` caps the frames read per input. A video that breaks
+        mid-way keeps the frames decoded before the break; the error is listed in ``.attrs["errors"]`` and
+        warned about. An input that yields no frame at all raises if it is the only input.
+        """
+        results: list[AUResult] = []
+        errors: list[dict[str, str]] = []
+        sources = self.sources(inputs)
+        for label, source in sources:
+            frames: list[pd.DataFrame] = []
+            try:
+                for chunk in self.iter_chunks(
+                    source, label=label, max_frames=max_frames, batch_size=batch_size
+                ):
+                    frames.append(rows_from_frames(chunk, self.aus))
+            except MediaError as error:
+                if len(sources) == 1 and not frames:
+                    raise
+                errors.append({"file": label, "error": str(error)})
+                warnings.warn(f"{label}: {error} (frames decoded before the error are kept)", stacklevel=2)
+            if frames:
+                results.append(self.finalize(pd.concat(frames, ignore_index=True)))
+        attrs = self.attrs()
+        if results:
+            attrs["calibration"] = _merge_calibrations([r.attrs.get("calibration") for r in results])
+        attrs["errors"] = errors
+        return concat_results(results, attrs) if results else empty_result(self.aus, attrs)
+
+    def iter_chunks(
+        self,
+        source: Source,
+        label: str | None = None,
+        start_frame: int = 0,
+        max_frames: int | None = None,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        keep_heatmaps: bool = False,
+        batch_size: int | None = None,
+        on_frame: Callable[[FrameResult], None] | None = None,
+        observe: TrackerObserver | None = None,
+    ) -> Iterator[list[FrameResult]]:
+        """Stream one input as lists of :class:`FrameResult` (``chunk_frames`` frames each).
+
+        ``on_frame`` sees every frame with its image, in order, before the image is dropped; chunks carry
+        the numbers (and the heatmaps with ``keep_heatmaps``) only.
+
+        This is the constant-memory path ``facskit analyze`` writes from. Frames before ``start_frame``
+        are decoded and tracked but not sent to the network, so a resumed run has the same face ids and
+        the same numbers as an uninterrupted one. ``observe(frame_index, tracker)`` sees the tracker after
+        every video frame (used by the Ray fan-out to stitch chunks); it implies the pipelined engine.
+        """
+        if not isinstance(source, np.ndarray):
+            source = self._media(source)
+        label = label or (ARRAY_FILE if isinstance(source, np.ndarray) else os.fspath(source.path))
+        pipeline = AnalysisPipeline(
+            self.backend,
+            batch_size=batch_size or self.batch_size,
+            faces=self.faces,
+            keep_heatmaps=keep_heatmaps,
+        )
+        results = self._results(pipeline, label, source, start_frame, max_frames, observe)
+        yield from chunked(self._release_images(results, on_frame), chunk_frames)
+
+    def _results(
+        self,
+        pipeline: AnalysisPipeline,
+        label: str,
+        source: Any,
+        start_frame: int,
+        max_frames: int | None,
+        observe: TrackerObserver | None,
+    ) -> Iterator[FrameResult]:
+        """A video through the pipelined engine (unless ``pipelined=False``), anything else serially."""
+        from facskit.io import MediaFile, MediaKind
+
+        video = isinstance(source, MediaFile) and source.kind is MediaKind.VIDEO
+        if video and (self.pipelined or observe is not None):
+            from facskit.analyze.engine import run_pipelined, tracked_video_frames
+
+            tracked = tracked_video_frames(
+                self.front_end, source, self.frame_step, start_frame, max_frames, observe=observe
+            )
+            return run_pipelined(pipeline, label, tracked)
+        return pipeline.run(label, self._tracked_frames(source, start_frame, max_frames))
+
+    @staticmethod
+    def _release_images(
+        results: Iterator[FrameResult], on_frame: Callable[[FrameResult], None] | None
+    ) -> Iterator[FrameResult]:
+        """Hand each frame to ``on_frame`` (e.g. an overlay writer), then drop its pixels, so a chunk of
+        hundreds of frames holds only their numbers and memory stays flat in the video length."""
+        for result in results:
+            if on_frame is not None:
+                on_frame(result)
+            result.image = None
+            yield result
+
+    def finalize(self, raw: pd.DataFrame) -> AUResult:
+        """Turn one file's raw rows into its result: smoothing, calibration, thresholds, attrs."""
+        raw = raw.copy()
+        added = finalize(raw, self.aus, self.thresholds, self.smoothing, self.calibration)
+        attrs = self.attrs()
+        attrs.update(added)
+        return as_result(raw, attrs)
+
+    def attrs(self) -> dict[str, Any]:
+        """The metadata every result carries (model card, AU list, alignment, options)."""
+        import facskit
+
+        spec = self.spec
+        return {
+            "producer": f"facskit {facskit.__version__}",
+            "model": spec.name,
+            "model_source": self.model_card.get("source"),
+            "model_hash": self.model_card.get("hash"),
+            "model_trained": self.model_card.get("trained"),
+            "model_training": self.model_card.get("training", {}),
+            "aus": list(self.aus),
+            "heatmap_convention": spec.convention,
+            "input_size": spec.input_size,
+            "alignment": {"kind": spec.alignment, "crop_size": spec.crop_size},
+            "readout": spec.readout,
+            "backend": self.backend.name,
+            "precision": getattr(self.backend, "precision", "fp32"),
+            "every": self.every,
+            "faces": self.faces,
+            "frame_step": self.frame_step,
+            "thresholds": {f"AU{a:02d}": t for a, t in self.thresholds.items()},
+            "smoothing": self.smoothing.to_dict() if self.smoothing else None,
+            "calibration": None,
+            "errors": [],
+        }
+
+    def options(self) -> dict[str, Any]:
+        """The options that change the numbers: a resumed run must use the same ones."""
+        attrs = self.attrs()
+        keys = ("model_hash", "aus", "every", "faces", "frame_step", "thresholds", "smoothing")
+        out = {k: attrs[k] for k in keys}
+        out["calibration"] = self.calibration.percentile if self.calibration else None
+        return out
+
+    def sources(self, inputs: Source | Sequence[Source]) -> list[tuple[str, Source]]:
+        """``(label, source)`` per input: files, folders and globs expanded by :func:`facskit.io.iter_media`;
+        arrays labelled ``<array>`` (``<array>N`` among several)."""
+        if isinstance(inputs, np.ndarray):
+            return [(ARRAY_FILE, _check_array(inputs))]
+        items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+        out: list[tuple[str, Source]] = []
+        paths: list[str | os.PathLike[str]] = []
+        for n, item in enumerate(items):
+            if isinstance(item, np.ndarray):
+                out.append((f"{ARRAY_FILE}{n}" if len(items) > 1 else ARRAY_FILE, _check_array(item)))
+            else:
+                paths.append(item)
+        if paths:
+            from facskit.io import iter_media
+
+            for media in iter_media([os.fspath(p) for p in paths]):
+                out.append((os.fspath(media.path), media))
+        return out
+
+    @property
+    def front_end(self) -> Any:
+        """The face detector, landmark model and tracker settings, loaded once and shared by all inputs."""
+        if self._front_end is None:
+            self._front_end = shared_front_end(self.every)
+        return self._front_end
+
+    def _media(self, source: Any) -> Any:
+        from facskit.io import MediaFile, iter_media
+
+        if isinstance(source, MediaFile):
+            return source
+        found = list(iter_media([os.fspath(source)]))
+        if len(found) != 1:
+            raise UsageError(f"{source} names {len(found)} media files; pass them to analyze() instead")
+        return found[0]
+
+    def _tracked_frames(
+        self, source: Any, start_frame: int, max_frames: int | None
+    ) -> Iterator[tuple[Any, Any]]:
+        """``(frame, tracked faces)`` of one input, from ``start_frame`` to ``max_frames`` (exclusive)."""
+        if isinstance(source, np.ndarray):
+            from facskit.faces import faces_in_image
+
+            front = self.front_end
+            image = _check_array(source)
+            yield _ArrayFrame(image), faces_in_image(image, front.still_detector, front.predictor)
+            return
+        for frame, faces in self.front_end.iter_faces(source, every=self.frame_step):
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            if frame.index >= start_frame:
+                yield frame, faces
+
+
+@functools.cache
+def shared_front_end(every: int) -> Any:
+    """dlib's models take seconds to load and are read-only: every Detector of a process shares them (a
+    fresh tracker is still made per input, so no state leaks between inputs)."""
+    from facskit.faces import FaceFrontEnd
+
+    return FaceFrontEnd(detect_every=every)
+
+
+def _check_array(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise UsageError(f"an image array must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return image
+
+
+def _merge_calibrations(calibrations: Sequence[Any]) -> dict[str, Any] | None:
+    present = [c for c in calibrations if c]
+    if not present:
+        return None
+    merged: dict[str, Any] = {"percentile": present[0]["percentile"], "baselines": {}}
+    for c in present:
+        merged["baselines"].update(c["baselines"])
+    return merged
+
+
+__all__ = ["Detector", "TorchBackend", "OnnxBackend"]

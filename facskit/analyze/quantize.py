@@ -1,0 +1,175 @@
+"""Static int8 quantisation of an exported AU model, calibrated on real aligned faces.
+
+ONNX Runtime's int8 kernels (VNNI on AVX-512 CPUs) run the Hourglass ~3x faster than fp32 (DESIGN.md
+section 6), but static quantisation fixes each activation's range from a calibration set, so that set must
+look like what the model sees at analysis time: aligned face crops. Random tensors would set ranges no real
+face produces and waste the 8 bits. The calibration and check sets here are aligned crops of real video
+(facskit's bundled ``sample_clip.mp4`` by default, or any videos given) plus synthetic faces from
+:func:`facskit.synth.render_face` (varied identity, pose, light and AUs, so that high intensities the real
+clip lacks are covered). Calibration and checking use disjoint frames and seeds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from facskit.errors import FacskitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facskit.models.spec import AUModel, ModelSpec
+
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_clip.mp4"
+Split = Literal["calibration", "check"]
+# Real crops per split and video: enough to span the activation ranges, a few seconds to gather.
+REAL_PER_VIDEO = 24
+SYNTH_FACES = 24
+SYNTH_SEEDS = {"calibration": 1000, "check": 2000}
+
+
+def real_face_crops(spec: ModelSpec, videos: Sequence[Path | str], split: Split, limit: int) -> np.ndarray:
+    """Up to ``limit`` aligned crops (N, S, S, 3) uint8 per video: even frames for calibration, odd frames
+    for the check, each spread over the whole video rather than its first seconds."""
+    from facskit.align import AlignSpec, align_faces
+    from facskit.analyze.detector import shared_front_end
+    from facskit.io import iter_media, probe
+
+    align = AlignSpec(kind=spec.alignment, size=spec.crop_size)  # type: ignore[arg-type]
+    front = shared_front_end(5)
+    crops: list[np.ndarray] = []
+    for video in videos:
+        total = max(probe(video).frame_count or 2 * limit, 2)
+        step = max(2, 2 * (total // (2 * limit)))  # even, so the parity of the frames is kept
+        offset = 0 if split == "calibration" else 1
+        found = 0
+        for frame, faces in front.iter_faces(next(iter_media([os.fspath(video)]))):
+            if found >= limit:
+                break
+            if frame.index % step != offset:
+                continue
+            good = [f for f in faces if f.success]
+            if not good:
+                continue
+            batch, _, _ = align_faces(frame.image, np.stack([f.landmarks for f in good]), align)
+            crops.extend(batch[: limit - found])
+            found += min(len(batch), limit - found)
+    if not crops:
+        return np.zeros((0, spec.crop_size, spec.crop_size, 3), np.uint8)
+    return np.stack(crops)
+
+
+def synthetic_face_crops(spec: ModelSpec, split: Split, count: int = SYNTH_FACES) -> np.ndarray:
+    """``count`` synthetic faces (N, S, S, 3) uint8, aligned like real ones from their own landmarks, with
+    random identity, pose (|yaw| <= 30 degrees) and AU intensities 0-5."""
+    from facskit.align import AlignSpec, align_faces
+    from facskit.synth import SYNTH_AUS, Pose, render_face, sample_identity
+
+    align = AlignSpec(kind=spec.alignment, size=spec.crop_size)  # type: ignore[arg-type]
+    rng = np.random.default_rng(SYNTH_SEEDS[split])
+    crops = []
+    for n in range(count):
+        identity = sample_identity(rng, n)
+        aus = {int(a): float(rng.uniform(0, 5)) if rng.random() < 0.6 else 0.0 for a in SYNTH_AUS}
+        pose = Pose(
+            yaw=float(rng.uniform(-30, 30)),
+            pitch=float(rng.uniform(-15, 15)),
+            roll=float(rng.uniform(-15, 15)),
+        )
+        image, landmarks = render_face(identity, aus, pose, rng, size=320)
+        batch, _, _ = align_faces(image, landmarks[None], align)
+        crops.append(batch[0])
+    return np.stack(crops)
+
+
+def face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str] | None = None) -> np.ndarray:
+    """Real then synthetic aligned crops (N, S, S, 3) uint8 for ``split`` (see the module docstring)."""
+    real = real_face_crops(spec, videos or [SAMPLE_CLIP], split, REAL_PER_VIDEO)
+    return np.concatenate([real, synthetic_face_crops(spec, split)])
+
+
+class _CropReader:
+    """onnxruntime's CalibrationDataReader over preprocessed crops, a few at a time."""
+
+    def __init__(self, crops: np.ndarray, spec: ModelSpec, input_name: str, batch: int = 8) -> None:
+        from facskit.models.spec import preprocess
+
+        self._batches: Iterator[dict[str, np.ndarray]] = iter(
+            [
+                {input_name: preprocess(crops[i : i + batch], spec).numpy()}
+                for i in range(0, len(crops), batch)
+            ]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_onnx(fp32_path: Path | str, out_path: Path | str, crops: np.ndarray) -> Path:
+    """Write an int8 copy of the ONNX model ``fp32_path`` to ``out_path`` (atomic; facskit metadata kept).
+
+    Static QDQ quantisation, per-channel int8 weights and uint8 activations (the U8S8 form ONNX Runtime's
+    VNNI kernels run fastest), activation ranges from ``crops`` by MinMax.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from facskit.export import INPUT_NAME, read_onnx_spec
+
+    if len(crops) == 0:
+        raise FacskitError("int8 quantisation needs calibration faces; none were found")
+    spec = read_onnx_spec(fp32_path)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pre = out_path.with_name(f".{out_path.stem}.{os.getpid()}.pre.onnx")
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(tmp),
+            _CropReader(crops, spec, INPUT_NAME),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        source = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
+        proto = onnx.load(str(tmp))
+        present = {p.key for p in proto.metadata_props}
+        for key, value in source.items():
+            if key not in present:
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out_path)
+    finally:
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def cached_int8_path(model: AUModel, weights_hash: str) -> Path:
+    """The int8 ONNX model of ``model``, quantised on first use and cached next to its fp32 export."""
+    from facskit.export import cached_onnx_path
+
+    fp32 = cached_onnx_path(model, weights_hash)
+    path = fp32.with_name(f"{fp32.stem}-int8.onnx")
+    if not path.is_file():
+        quantize_onnx(fp32, path, face_crops(model.spec, "calibration"))
+    return path
+
+
+__all__ = [
+    "SAMPLE_CLIP",
+    "cached_int8_path",
+    "face_crops",
+    "quantize_onnx",
+    "real_face_crops",
+    "synthetic_face_crops",
+]

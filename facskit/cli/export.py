@@ -1,0 +1,46 @@
+"""``facskit export``: a checkpoint to ONNX (dynamic batch, opset >= 17), verified against PyTorch.
+
+facskit export model.ckpt --onnx model.onnx --verify-media ../shared/media/single_face.jpg
+facskit analyze video.mp4 --out results/ --model model.onnx      # or --backend onnx with a checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a facskit checkpoint, 'default' or a registry name (untrained)")
+    parser.add_argument("--onnx", required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    parser.add_argument(
+        "--verify-media",
+        nargs="*",
+        default=[],
+        help="images/videos whose aligned faces also verify the export",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from facskit.analyze.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS
+    from facskit.errors import FacskitError
+    from facskit.export import VERIFY_TOLERANCE, export_onnx, real_crops, verify_onnx
+    from facskit.models.checkpoint import load_model
+
+    source = str(DEFAULT_WEIGHTS) if args.checkpoint == DEFAULT_MODEL else args.checkpoint
+    model = load_model(source).eval()
+    path = export_onnx(model, args.onnx, opset=args.opset)
+    crops = real_crops(args.verify_media, model.spec) if args.verify_media else None
+    report = verify_onnx(model, path, crops=crops)
+    for label, diff in report.items():
+        print(f"max |onnx - torch| heatmap difference on {label} crops: {diff:.3g}")
+    print(f"wrote {path}")
+    worst = max(report.values())
+    if worst > VERIFY_TOLERANCE:
+        print(
+            f"facskit export: ONNX differs from PyTorch by {worst:.3g} > {VERIFY_TOLERANCE}", file=sys.stderr
+        )
+        raise FacskitError(f"the exported model does not match PyTorch (max diff {worst:.3g})")
+    return 0

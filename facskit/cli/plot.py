@@ -1,0 +1,36 @@
+"""``facskit plot``: the standard figures of an analysis result (PNG and SVG).
+
+facskit plot results/interview.csv --out figures/
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("result", help="a result file written by `facskit analyze` (.csv or .parquet)")
+    parser.add_argument(
+        "--out", required=True, help="folder for timeseries/distribution/cooccurrence .png/.svg"
+    )
+    parser.add_argument("--face", type=int, default=None, help="only this face id in the time series")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facskit.analyze.plots import plot_cooccurrence, plot_distribution, plot_timeseries, save_figure
+    from facskit.analyze.results import read_result
+
+    result = read_result(args.result)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in (
+        ("timeseries", plot_timeseries(result, face_id=args.face)),
+        ("distribution", plot_distribution(result)),
+        ("cooccurrence", plot_cooccurrence(result)),
+    ):
+        written += save_figure(fig, out / name)
+    print("\n".join(str(p) for p in written))
+    return 0

@@ -1,0 +1,149 @@
+"""Faster backends against fp32 on real faces from the sample media and on synthetic faces, and the logic that
+lets ``auto`` use a faster path only when it passed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facskit.analyze import backends
+from facskit.analyze.backends import (
+    MAX_ABS_DELTA,
+    MAX_MEAN_DELTA,
+    TorchBackend,
+    Verdict,
+    au_deltas,
+    check_backends,
+    choose,
+    create_backend,
+    intensities,
+    select_backend,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import torch
+
+    from facskit.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
+
+
+@pytest.fixture(scope="module")
+def faces(tiny_model, media_dir) -> dict[str, np.ndarray]:
+    from facskit.analyze.quantize import real_face_crops, synthetic_face_crops
+
+    videos = [media_dir / "WolfgangLanger_Pexels.mp4", media_dir / "single_face.mp4"]
+    spec = tiny_model.spec
+    return {
+        "calibration": np.concatenate(
+            [real_face_crops(spec, videos, "calibration", 8), synthetic_face_crops(spec, "calibration", 8)]
+        ),
+        "check": np.concatenate(
+            [real_face_crops(spec, videos, "check", 8), synthetic_face_crops(spec, "check", 8)]
+        ),
+    }
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACSKIT_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_bf16_stays_close_to_fp32_on_real_and_synthetic_faces(tiny_model, faces) -> None:
+    crops = faces["check"]
+    assert len(crops) >= 16
+    reference = intensities(TorchBackend(tiny_model, "cpu", "fp32"), crops)
+    bf16 = intensities(TorchBackend(tiny_model, "cpu", "bf16"), crops)
+    mean_delta, max_delta = au_deltas(reference, bf16)
+    assert max_delta > 0  # bf16 really ran (it rounds)
+    assert mean_delta <= MAX_MEAN_DELTA and max_delta <= MAX_ABS_DELTA
+
+
+def test_int8_is_quantised_on_faces_and_checked_against_fp32(tiny_model, faces, tmp_path) -> None:
+    from facskit.analyze.backends import OnnxBackend
+    from facskit.analyze.quantize import quantize_onnx
+    from facskit.export import export_onnx
+
+    fp32_path = export_onnx(tiny_model, tmp_path / "tiny.onnx")
+    int8_path = quantize_onnx(fp32_path, tmp_path / "tiny-int8.onnx", faces["calibration"])
+    reference = TorchBackend(tiny_model, "cpu", "fp32")
+    onnx32 = backends.measure(reference, OnnxBackend(fp32_path), faces["check"])
+    int8 = backends.measure(reference, OnnxBackend(int8_path, precision="int8"), faces["check"])
+    assert onnx32.max_delta <= 1e-3  # same arithmetic, another runtime
+    assert int8.max_delta > onnx32.max_delta  # quantisation really happened
+    assert int8.images_per_s > 0 and int8.faces == len(faces["check"])
+    # The verdict is what it is for an untrained net; the rule that turns deltas into a verdict is fixed:
+    assert int8.passed == (int8.mean_delta <= MAX_MEAN_DELTA and int8.max_delta <= MAX_ABS_DELTA)
+
+
+def test_verdict_rule_and_choice() -> None:
+    fast_bad = Verdict("onnx", "int8", 0.06, 0.2, 100.0, 48)
+    fast_spiky = Verdict("onnx", "int8", 0.01, 0.3, 100.0, 48)
+    ok = Verdict("torch", "bf16", 0.01, 0.1, 50.0, 48)
+    ref = Verdict("torch", "fp32", 0.0, 0.0, 20.0, 48)
+    assert not fast_bad.passed and not fast_spiky.passed and ok.passed
+    assert choose([fast_bad, fast_spiky, ok, ref]) is ok
+    assert choose([fast_bad, ref]) is ref
+    edge = Verdict("onnx", "int8", MAX_MEAN_DELTA, MAX_ABS_DELTA, 1.0, 1)
+    assert edge.passed
+
+
+def test_auto_uses_cached_verdicts_and_skips_failed_paths(tiny_model, faces, cache, monkeypatch) -> None:
+    key = backends.verdict_key("h0", "cpu")
+    monkeypatch.setattr(
+        backends, "available_candidates", lambda *a, **k: [("onnx", "int8"), ("torch", "fp32")]
+    )
+    backends.save_verdicts(
+        key, [Verdict("onnx", "int8", 0.5, 2.0, 999.0, 48), Verdict("torch", "fp32", 0.0, 0.0, 1.0, 48)]
+    )
+    with pytest.warns(UserWarning, match="int8 is not used"):
+        chosen = select_backend(tiny_model, "h0", "cpu", "auto", "auto")
+    assert (chosen.name, chosen.precision) == ("torch", "fp32")
+    backends.save_verdicts(key, [Verdict("onnx", "int8", 0.01, 0.1, 999.0, 48)])
+    assert backends.load_verdicts(key)[("onnx", "int8")].passed
+    assert (cache / backends.VERDICT_FILE).is_file()
+
+
+def test_auto_measures_when_no_verdict_is_cached(tiny_model, faces, cache, monkeypatch) -> None:
+    monkeypatch.setattr(
+        backends, "available_candidates", lambda *a, **k: [("torch", "bf16"), ("torch", "fp32")]
+    )
+    real_check = backends.check_backends
+    calls = []
+
+    def check(model, weights_hash, device, candidates, crops=None):
+        calls.append(candidates)
+        return real_check(model, weights_hash, device, candidates, faces["check"])
+
+    monkeypatch.setattr(backends, "check_backends", check)
+    first = select_backend(tiny_model, "h1", "cpu", "torch", "auto")
+    second = select_backend(tiny_model, "h1", "cpu", "torch", "auto")
+    assert len(calls) == 1  # the second call read the cache
+    assert (first.name, first.precision) == (second.name, second.precision)
+    stored = backends.load_verdicts(backends.verdict_key("h1", "cpu"))
+    assert set(stored) == {("torch", "bf16"), ("torch", "fp32")}
+    assert stored[("torch", "fp32")].max_delta == 0.0
+
+
+def test_pinned_choices_and_impossible_ones(tiny_model) -> None:
+    from facskit.errors import UsageError
+
+    assert create_backend("torch", tiny_model, precision="bf16").precision == "bf16"
+    with pytest.raises(UsageError, match="int8"):
+        create_backend("torch", tiny_model, precision="int8")
+    with pytest.raises(UsageError):
+        select_backend(tiny_model, "h", "cpu", "onnx", "bf16")  # type: ignore[arg-type]
+    assert backends.available_candidates("cuda", "auto", "auto", frozenset()) == [
+        ("torch", "bf16"),
+        ("torch", "fp32"),
+    ]
+    assert ("torch", "bf16") not in backends.available_candidates("cpu", "auto", "auto", frozenset({"avx2"}))
+
+
+def test_check_backends_reference_is_exact(tiny_model, faces) -> None:
+    (verdict,) = check_backends(tiny_model, "h", "cpu", [("torch", "fp32")], faces["check"][:4])
+    assert verdict.mean_delta == 0.0 and verdict.passed

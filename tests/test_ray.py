@@ -1,0 +1,61 @@
+"""Ray fan-out: the same rows and numbers as one process, a video cut into time chunks included, with face ids
+stable across the chunk border. Runs on a local Ray instance with 2 CPUs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facskit.analyze.distributed import Chunk, plan_chunks
+
+FRAMES = 150
+
+
+def test_plan_chunks_warm_up_is_aligned_to_detection_rounds() -> None:
+    assert plan_chunks(None, 100, 60, 5) == [Chunk(0, 0, None, 0)]
+    assert plan_chunks(90, 100, 60, 5) == [Chunk(0, 0, None, 0)]
+    chunks = plan_chunks(250, 100, 33, 5)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 100), (100, 200), (200, None)]
+    assert [c.warm_start for c in chunks] == [0, 65, 165]
+    assert all(c.warm_start % 5 == 0 for c in chunks)
+    assert chunks[0].tail_from is not None and chunks[0].tail_from <= chunks[1].warm_start
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'facskit[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_equals_one_process_across_a_chunk_border(ray_local, media_dir) -> None:
+    from facskit import Detector
+    from facskit.analyze.distributed import analyze_ray
+    from facskit.models import create_model
+
+    model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        detector = Detector(model=model, batch_size=8)
+    video = media_dir / "WolfgangLanger_Pexels.mp4"
+    image = media_dir / "single_face.jpg"
+    single = pd.DataFrame(detector.analyze([video, image], max_frames=FRAMES))
+    logged: list[str] = []
+    fanned = analyze_ray(detector, [video, image], chunk_frames=80, max_frames=FRAMES, log=logged.append)
+    stitch = fanned.attrs["stitch"]
+    fanned = pd.DataFrame(fanned)
+    assert any("chunk 1" in line for line in logged)  # the video really was cut in two
+    assert list(single.columns) == list(fanned.columns)
+    aus = [c for c in single.columns if c.startswith("AU") and not c.endswith("_c")]
+    rest = [c for c in single.columns if c not in aus]
+    pd.testing.assert_frame_equal(single[rest], fanned[rest])  # same rows, boxes, landmarks, face ids
+    assert np.nanmax(np.abs(single[aus].to_numpy() - fanned[aus].to_numpy())) <= 1e-4
+    ids = fanned[(fanned["file"] == str(video)) & fanned["face_detected"]]
+    around = ids[(ids["frame"] >= 70) & (ids["frame"] < 90)]["face_id"]
+    assert around.nunique() == 1  # one face id through the border at frame 80
+    assert stitch[str(video)]["exact"] and stitch[str(video)]["chunks"] == 2
+    assert 0 < stitch[str(video)]["sync_frames"][0] < 80  # caught up inside the warm-up
