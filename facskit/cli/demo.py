@@ -1,8 +1,9 @@
 """``facskit demo``: the first thing a new user runs; it needs no data and no download.
 
-It runs the face front end on the bundled sample (a real face from a Pexels stock video): detection,
-68 landmarks, head pose and the BMVC'18 alignment, and writes an annotated picture of the frame beside the
-aligned crop with every registry AU's two points, so a user sees at once what facskit measures and where.
+On the bundled samples (a real face from a Pexels stock video: a 6-second clip and one frame of it) it runs
+the whole analysis job with the shipped default model, exactly as the CLI does: faces, landmarks, head pose
+and alignment (an annotated picture with every AU's two points), per-frame AU intensities (CSV), plots, an
+overlay video with the heatmaps on the face, and the HTML report; then it prints where each one is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 ASSETS = "facskit.assets"
 SAMPLE_IMAGE = "sample_face.jpg"
+SAMPLE_VIDEO = "sample_clip.mp4"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     temporary = target.with_suffix(".tmp.png")
     cv2.imwrite(str(temporary), picture[:, :, ::-1])
     temporary.replace(target)
+    analysis = _analyse_samples(args.out, quiet=args.quiet)
     if not args.quiet:
         for face in faces:
             pose = face.pose
@@ -82,4 +85,30 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"{len(faces)} face(s) found in the bundled sample; annotated picture:")
     print(target)
+    for label, path in analysis.items():
+        print(f"{label}: {path}" if not args.quiet else path)
     return 0
+
+
+def _analyse_samples(out: Path, quiet: bool) -> dict[str, Path]:
+    """`facskit analyze`, `plot` and `report` on the bundled clip and image, through the CLI itself."""
+    from facskit.cli import main
+    from facskit.errors import FacskitError
+
+    analysis = out / "analysis"
+    clip, image = sample_path(SAMPLE_VIDEO), sample_path(SAMPLE_IMAGE)
+    steps = [
+        ["analyze", str(clip), str(image), "--out", str(analysis), "--overlay-video", "--quiet"],
+        ["plot", str(analysis / "sample_clip.csv"), "--out", str(out / "plots")],
+        ["report", str(analysis), "--out", str(out / "report.html")],
+    ]
+    for step in steps:
+        if main(step) != 0:
+            raise FacskitError(f"demo step `facskit {' '.join(step[:1])}` failed (see the message above)")
+    return {
+        "AU intensities per frame (CSV)": analysis / "sample_clip.csv",
+        "summary per face": analysis / "summary.csv",
+        "overlay video": analysis / "sample_clip.overlay.mp4",
+        "plots": out / "plots",
+        "HTML report": out / "report.html",
+    }
