@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from facskit.data.cache import PreparedCache
-    from facskit.tcae.pretrain import checkpoint_path, load_tcae, resolve_device
+    from facskit.device import resolve_device
+    from facskit.tcae.pretrain import checkpoint_path, load_tcae
     from facskit.tcae.probe import format_probe_table, run_probe
 
     device = resolve_device(args.device)

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from facskit.aus import au_column
+from facskit.device import resolve_device
 from facskit.errors import CheckpointError, UsageError
 
 __all__ = [
@@ -159,15 +160,6 @@ class _CropDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(image)), i
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} but CUDA is not available")
-    return device
-
-
 @torch.no_grad()
 def predict_cache(
     model: torch.nn.Module,
@@ -191,7 +183,7 @@ def predict_cache(
     aus, notes = shared_aus(spec.aus, cache.aus)
     model_pos = [list(spec.aus).index(a) for a in aus]
     cache_pos = [list(cache.aus).index(a) for a in aus]
-    target = _device(device)
+    target = resolve_device(device, "--device")
     model = model.to(target).eval()
 
     from facskit.targets import intensity_from_heatmaps

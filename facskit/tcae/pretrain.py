@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from facskit.device import resolve_device
 from facskit.errors import CheckpointError, UsageError
 from facskit.models.tcae import TCAE, TCAESpec
 from facskit.tcae.config import (
@@ -50,20 +51,11 @@ from facskit.tcae.pairs import (
 )
 from facskit.train.dist import all_reduce_sum, barrier, cleanup, init_distributed
 
-__all__ = ["RUN_FORMAT", "checkpoint_path", "load_tcae", "pretrain_tcae", "resolve_device"]
+__all__ = ["RUN_FORMAT", "checkpoint_path", "load_tcae", "pretrain_tcae"]
 
 RUN_FORMAT = "facskit-tcae-run"
 RUN_FORMAT_VERSION = 1
 LAST = "last.ckpt"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"train.device={name} but CUDA is not available")
-    return device
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -215,7 +207,7 @@ def pretrain_tcae(
             raise UsageError(f"{out} was trained with model {stored.model}; a resumed run cannot change it")
         config = new
 
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)

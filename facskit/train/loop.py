@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from facskit.config import Config, config_from_dict, config_to_dict, save_config
+from facskit.device import resolve_device
 from facskit.errors import DatasetError, UsageError
 from facskit.metrics import au_table
 from facskit.train import dist
@@ -94,15 +95,6 @@ def masked_mse(
     if foreground_weight != 1.0:
         squared = squared * (1.0 + (foreground_weight - 1.0) * (target > FOREGROUND_THRESHOLD))
     return (squared * weights[:, :, None, None]).sum() / squared.numel()
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"train.device={name} but CUDA is not available")
-    return device
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -230,7 +222,7 @@ def train(
             (tests raise from it to simulate a kill).
     """
     run_dir = Path(run_dir)
-    device = _resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     info = dist.init_distributed(device)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
