@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 
+T = typing.TypeVar("T")
+
+
 class ConfigError(UsageError):
     """A config file or override names an unknown key or gives a value of the wrong type."""
 
@@ -361,18 +364,20 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
-    """The config of a preset name (``scc-bp4d``) or a YAML path, with ``key=value`` overrides applied."""
+def read_config_source(
+    name_or_path: str | Path, presets: typing.Sequence[str], from_dict: typing.Callable[[dict], T]
+) -> T:
+    """A YAML file, or a shipped preset among ``presets``, parsed by ``from_dict``; every error names the
+    file or preset it came from. Shared by the heatmap and TCAE configs."""
     path = Path(name_or_path)
     if path.is_file():
-        text = path.read_text()
-        source = str(path)
+        text, source = path.read_text(), str(path)
     else:
-        name = str(name_or_path)
-        stem = name.removesuffix(".yaml")
-        if stem not in list_presets():
-            presets = ", ".join(list_presets())
-            raise ConfigError(f"no config file or preset named {name!r}; presets: {presets}")
+        stem = str(name_or_path).removesuffix(".yaml")
+        if stem not in presets:
+            raise ConfigError(
+                f"no config file or preset named {str(name_or_path)!r}; presets: {', '.join(presets)}"
+            )
         text = (resources.files("facskit") / "configs" / f"{stem}.yaml").read_text()
         source = f"preset {stem}"
     try:
@@ -380,10 +385,15 @@ def load_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) 
     except yaml.YAMLError as error:
         raise ConfigError(f"{source} is not valid YAML: {error}") from None
     try:
-        config = config_from_dict(data or {})
+        return from_dict(data or {})
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
-    return apply_overrides(config, overrides)
+
+
+def load_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
+    """The config of a preset name (``scc-bp4d``) or a YAML path, with ``key=value`` overrides applied."""
+    presets = [name for name in list_presets() if not name.startswith("tcae")]
+    return apply_overrides(read_config_source(name_or_path, presets, config_from_dict), overrides)
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from facskit.config import ConfigError, OptimConfig, _build, _fields, _parse_value
+from facskit.config import ConfigError, OptimConfig, _build, _fields, _parse_value, read_config_source
 from facskit.models.tcae import TCAESpec, tcae_spec
 from facskit.tcae.losses import LossWeights
 from facskit.tcae.pairs import PairCurriculum
@@ -191,25 +190,7 @@ def apply_tcae_overrides(config: TCAEConfig, overrides: typing.Iterable[str]) ->
 
 def load_tcae_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> TCAEConfig:
     """A preset name (``tcae``, ``tcae-lite``) or a YAML path, with ``key=value`` overrides applied."""
-    path = Path(name_or_path)
-    if path.is_file():
-        text, source = path.read_text(), str(path)
-    else:
-        stem = str(name_or_path).removesuffix(".yaml")
-        if stem not in ("tcae", "tcae-lite"):
-            raise ConfigError(
-                f"no config file or TCAE preset named {str(name_or_path)!r}; presets: tcae, tcae-lite"
-            )
-        text = (resources.files("facskit") / "configs" / f"{stem}.yaml").read_text()
-        source = f"preset {stem}"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source} is not valid YAML: {error}") from None
-    try:
-        config = tcae_config_from_dict(data or {})
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+    config = read_config_source(name_or_path, ("tcae", "tcae-lite"), tcae_config_from_dict)
     return apply_tcae_overrides(config, overrides)
 
 
