@@ -245,22 +245,7 @@ def summarize_file(path: Path | str, block_rows: int = SUMMARY_BLOCK_ROWS) -> pd
     bits (sums of blocks instead of one sum over the face's rows).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"no such result file: {path}")
-    fmt = _format_of(path)
-    attrs: dict[str, Any] = {}
-    if fmt == "csv":
-        sidecar = path.with_name(path.name + CSV_SIDECAR_SUFFIX)
-        if sidecar.is_file():
-            attrs = json.loads(sidecar.read_text())
-        header = list(pd.read_csv(path, nrows=0).columns)
-    else:
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(path)
-        raw = (schema.metadata or {}).get(ATTRS_KEY.encode())
-        attrs = json.loads(raw) if raw else {}
-        header = list(schema.names)
+    fmt, header, attrs = _header_and_attrs(path)
     openface = "success" in header and "face_detected" not in header
     # facskit name -> name in the file (OpenFace: success, AU06_r).
     names = {c: OPENFACE_RENAMES.get(c, c) if openface else c for c in ("file", "face_id", "face_detected")}
@@ -456,15 +441,8 @@ def read_result(path: Path | str) -> AUResult:
     The schema is applied again, so dtypes are the same as before the write, and the attrs come back.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"no such result file: {path}")
-    fmt = _format_of(path)
-    attrs: dict[str, Any] = {}
+    fmt, header, attrs = _header_and_attrs(path)
     if fmt == "csv":
-        sidecar = path.with_name(path.name + CSV_SIDECAR_SUFFIX)
-        if sidecar.is_file():
-            attrs = json.loads(sidecar.read_text())
-        header = pd.read_csv(path, nrows=0).columns
         if "success" in header and "face_detected" not in header:
             frame = pd.read_csv(path)
         else:
@@ -474,15 +452,30 @@ def read_result(path: Path | str) -> AUResult:
     else:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-        raw = (table.schema.metadata or {}).get(ATTRS_KEY.encode())
-        attrs = json.loads(raw) if raw else {}
-        frame = table.to_pandas()
+        frame = pq.read_table(path).to_pandas()
     if "success" in frame.columns and "face_detected" not in frame.columns:
         frame = from_openface_columns(frame)
     aus = tuple(int(a) for a in attrs.get("aus") or aus_from_columns(frame.columns))
     attrs.setdefault("aus", list(aus))
     return as_result(frame, attrs)
+
+
+def _header_and_attrs(path: Path) -> tuple[ResultFormat, list[str], dict[str, Any]]:
+    """A result file's format, column names and attrs (CSV sidecar or Parquet metadata), without its rows."""
+    if not path.is_file():
+        raise UsageError(f"no such result file: {path}")
+    fmt = _format_of(path)
+    attrs: dict[str, Any] = {}
+    if fmt == "csv":
+        sidecar = path.with_name(path.name + CSV_SIDECAR_SUFFIX)
+        if sidecar.is_file():
+            attrs = json.loads(sidecar.read_text())
+        return fmt, list(pd.read_csv(path, nrows=0).columns), attrs
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    raw = (schema.metadata or {}).get(ATTRS_KEY.encode())
+    return fmt, list(schema.names), json.loads(raw) if raw else {}
 
 
 def _format_of(path: Path) -> ResultFormat:
