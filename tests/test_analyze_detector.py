@@ -88,11 +88,17 @@ def test_model_choices_fail_clearly(tmp_path) -> None:
     assert detector.attrs()["model_trained"] is False
 
 
-def test_default_model_is_the_shipped_checkpoint_or_a_clear_error() -> None:
-    from facskit.analyze.detector import DEFAULT_WEIGHTS
+def test_default_model_is_the_shipped_checkpoint_or_a_clear_error(tmp_path, monkeypatch) -> None:
+    from facskit.analyze import detector as detector_module
+    from facskit.synth import SYNTH_AUS
 
-    if DEFAULT_WEIGHTS.is_file():
-        pytest.skip("trained default weights are installed")
+    assert detector_module.DEFAULT_WEIGHTS.is_file(), "facskit ships trained default weights"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # shipped weights are trained: no "untrained" warning
+        shipped = Detector()
+    assert shipped.attrs()["model_trained"] is True
+    assert tuple(shipped.attrs()["aus"]) == SYNTH_AUS
+    monkeypatch.setattr(detector_module, "DEFAULT_WEIGHTS", tmp_path / "missing.ckpt")
     with warnings.catch_warnings(), pytest.raises(CheckpointError, match="no trained default model"):
         Detector()
 
