@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from facskit.analyze import assemble as assemble_module
 from facskit.analyze import runner
@@ -31,19 +30,9 @@ from facskit.analyze.results import (
     write_result_parts,
 )
 from facskit.cli import main
-from facskit.models.checkpoint import save_checkpoint
-from facskit.models.registry import create_model
 
 FRAMES, STEP, CHUNK = 120, 3, 16  # 40 analysed frames (24 with a face, then none) in 3 parts of <= 16
 PARTS = 3
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "micro.ckpt"
-    save_checkpoint(path, create_model("bmvc2018-tiny", width=32, depth=2, input_size=64))
-    return str(path)
 
 
 def _whole_table(parts, target, fmt, detector, errors, openface_columns=False) -> int:

@@ -12,26 +12,15 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from facskit.analyze import runner
 from facskit.analyze.results import read_result
 from facskit.cli import main
 from facskit.io import iter_frames
-from facskit.models.checkpoint import save_checkpoint
-from facskit.models.registry import create_model
 
 pytestmark = pytest.mark.media
 FRAMES = 8
 CHUNK = 3
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "micro.ckpt"
-    save_checkpoint(path, create_model("bmvc2018-tiny", width=32, depth=2, input_size=64))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

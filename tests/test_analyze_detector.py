@@ -8,24 +8,14 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from facskit import Detector
 from facskit.analyze.results import AUResult
 from facskit.errors import CheckpointError, UsageError
-from facskit.models.checkpoint import save_checkpoint
 from facskit.models.registry import create_model
 
 pytestmark = pytest.mark.media
 MAX_FRAMES = 4
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "micro.ckpt"
-    save_checkpoint(path, create_model("bmvc2018-tiny", width=32, depth=2, input_size=64))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
