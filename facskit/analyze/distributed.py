@@ -460,14 +460,8 @@ def analyze_to_dir_ray(
     """``facskit analyze --ray``: the output folder of :func:`facskit.analyze.runner.analyze_to_dir` (one
     result per input, ``summary.csv``, ``run.json``; finished inputs skipped). Overlay videos, saved heatmaps
     and resuming half-done inputs stay with the single-process runner."""
-    from facskit.analyze.results import result_path, write_result
-    from facskit.analyze.runner import (
-        RunReport,
-        check_run_file,
-        output_names,
-        prepare_out_dir,
-        write_summary,
-    )
+    from facskit.analyze.results import write_result
+    from facskit.analyze.runner import plan_run, write_summary
 
     if options.overlay_video or options.save_heatmaps or options.openface_columns:
         raise UsageError(
@@ -475,22 +469,9 @@ def analyze_to_dir_ray(
         )
     log = log or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir)
-    run_options = {**detector.options(), "format": options.fmt, "openface_columns": options.openface_columns}
-    run_options["max_frames"] = options.max_frames
-    check_run_file(out_dir, run_options)
-    sources = detector.sources(inputs)
-    labels = [label for label, _ in sources]
-    names = output_names(labels)
-    report = RunReport()
-    todo = []
-    for label, name in zip(labels, names, strict=True):
-        target = result_path(out_dir, name, options.fmt)
-        if target.is_file():
-            log(f"{label}: done already ({target.name}), skipped")
-            report.skipped.append(target)
-        else:
-            todo.append((label, target))
+    plan = plan_run(detector, inputs, out_dir, options, log)
+    report = plan.report
+    todo = [(label, target) for label, _source, _name, target in plan.todo]
     raw = analyze_ray_raw(
         detector, [label for label, _ in todo], address, workers, max_frames=options.max_frames, log=log
     )
@@ -506,7 +487,7 @@ def analyze_to_dir_ray(
         report.written.append(target)
         report.errors.extend((label, e) for e in info["errors"])
         log(f"{label}: {len(result)} rows -> {target.name}")
-    write_summary(out_dir, [result_path(out_dir, n, options.fmt) for n in names])
+    write_summary(out_dir, plan.targets)
     return report
 
 

@@ -126,19 +126,9 @@ def analyze_to_dir(
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir)
-    run_options = {**detector.options(), "format": options.fmt, "openface_columns": options.openface_columns}
-    run_options["max_frames"] = options.max_frames
-    check_run_file(out_dir, run_options)
-    sources = detector.sources(inputs)
-    names = output_names([label for label, _ in sources])
-    report = RunReport()
-    for (label, source), name in zip(sources, names, strict=True):
-        target = result_path(out_dir, name, options.fmt)
-        if target.is_file():
-            log(f"{label}: done already ({target.name}), skipped")
-            report.skipped.append(target)
-            continue
+    plan = plan_run(detector, inputs, out_dir, options, log)
+    report = plan.report
+    for label, source, name, target in plan.todo:
         try:
             error = _analyze_one(detector, label, source, out_dir, name, target, options, log)
         except MediaError as failure:
@@ -148,8 +138,44 @@ def analyze_to_dir(
         report.written.append(target)
         if error:
             report.errors.append((label, error))
-    write_summary(out_dir, [result_path(out_dir, n, options.fmt) for n in names])
+    write_summary(out_dir, plan.targets)
     return report
+
+
+@dataclass
+class RunPlan:
+    """What a run into an output folder has to do: every input's result path, and those still missing."""
+
+    targets: list[Path]  # one result per input, in input order (summary.csv lists them all)
+    todo: list[tuple[str, Source, str, Path]]  # (label, source, output name, result path) not yet written
+    report: RunReport  # with the inputs already finished marked as skipped
+
+
+def plan_run(
+    detector: Detector,
+    inputs: Sequence[Source],
+    out_dir: Path,
+    options: OutputOptions,
+    log: Callable[[str], None],
+) -> RunPlan:
+    """Prepare ``out_dir``, refuse it if it holds results made with other options, name each input's
+    result and skip those already written. Shared by the single-process and the Ray runner."""
+    prepare_out_dir(out_dir)
+    run_options = {**detector.options(), "format": options.fmt, "openface_columns": options.openface_columns}
+    run_options["max_frames"] = options.max_frames
+    check_run_file(out_dir, run_options)
+    sources = detector.sources(inputs)
+    names = output_names([label for label, _ in sources])
+    plan = RunPlan([], [], RunReport())
+    for (label, source), name in zip(sources, names, strict=True):
+        target = result_path(out_dir, name, options.fmt)
+        plan.targets.append(target)
+        if target.is_file():
+            log(f"{label}: done already ({target.name}), skipped")
+            plan.report.skipped.append(target)
+        else:
+            plan.todo.append((label, source, name, target))
+    return plan
 
 
 def write_summary(out_dir: Path, results: Sequence[Path]) -> Path:
