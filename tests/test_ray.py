@@ -59,3 +59,36 @@ def test_ray_equals_one_process_across_a_chunk_border(ray_local, media_dir) -> N
     assert around.nunique() == 1  # one face id through the border at frame 80
     assert stitch[str(video)]["exact"] and stitch[str(video)]["chunks"] == 2
     assert 0 < stitch[str(video)]["sync_frames"][0] < 80  # caught up inside the warm-up
+
+
+def test_one_cpu_task_runs_serially_capped_and_reuses_its_detector(media_dir) -> None:
+    """A one-CPU task (the default) runs the serial loop with its thread pools capped, a two-CPU task the
+    pipelined engine; both give the same rows, and a worker builds the run's detector only once."""
+    import cv2
+    import torch
+
+    from facskit import Detector
+    from facskit.analyze.distributed import DetectorRecipe, analyze_chunk
+    from facskit.models import create_model
+
+    model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        detector = Detector(model=model, batch_size=8)
+    video = str(media_dir / "WolfgangLanger_Pexels.mp4")
+    chunk = Chunk(0, 0, None, 0)
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        one = DetectorRecipe.of(detector, threads=1)
+        built = one.build()
+        assert built is one.build()  # cached per worker process and run
+        assert not built.pipelined and torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
+        serial = analyze_chunk(one, video, chunk, max_frames=40)
+        two = DetectorRecipe.of(detector, threads=2)
+        assert two.build().pipelined
+        pipelined = analyze_chunk(two, video, chunk, max_frames=40)
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+    assert len(serial.rows) == 40 and serial.error is None
+    pd.testing.assert_frame_equal(serial.rows, pipelined.rows, atol=1e-5)

@@ -28,6 +28,7 @@ import hashlib
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +138,13 @@ class ChunkResult:
 @dataclass(frozen=True)
 class DetectorRecipe:
     """What a worker needs to rebuild the driver's Detector: the network itself (weights travel with the
-    task, so a registry model's random init or a local file need not exist on the worker) and the options."""
+    task, so a registry model's random init or a local file need not exist on the worker) and the options.
+
+    ``threads`` is the CPU count Ray reserved for each task. Every library that would otherwise start one
+    thread per core of the node (torch, OpenCV, ONNX Runtime, FFmpeg) is capped to it, and a one-CPU task
+    runs the serial loop instead of the pipelined engine: N tasks on N cores then share the node instead of
+    each spreading over all of it, which is what makes the fan-out scale with its workers.
+    """
 
     model: Any  # an AUModel, or the bytes of an .onnx file
     backend: str
@@ -148,6 +155,7 @@ class DetectorRecipe:
     batch_size: int
     frame_step: int
     threads: int
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # one per driver run: the worker cache key
 
     @classmethod
     def of(cls, detector: Detector, threads: int = 1) -> DetectorRecipe:
@@ -166,11 +174,21 @@ class DetectorRecipe:
         )
 
     def build(self) -> Detector:
-        import torch
+        """The Detector, built once per worker process and run (Ray reuses its worker processes, so the
+        second and later tasks of a run skip model loading, ONNX export/quantisation and dlib start-up)."""
+        cached = _WORKER_DETECTORS.get(self.token)
+        if cached is not None:
+            return cached
+        limit_threads(self.threads)
+        detector = self._fresh()
+        _WORKER_DETECTORS.clear()  # a worker keeps the current run's detector only
+        _WORKER_DETECTORS[self.token] = detector
+        return detector
 
+    def _fresh(self) -> Detector:
+        from facskit.analyze.backends import OnnxBackend
         from facskit.analyze.detector import Detector
 
-        torch.set_num_threads(self.threads)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(self.model, bytes):
@@ -188,9 +206,26 @@ class DetectorRecipe:
                     backend=self.backend,  # type: ignore[arg-type]
                     precision=self.precision,  # type: ignore[arg-type]
                 )
+        backend = detector.backend
+        if isinstance(backend, OnnxBackend):  # a session capped to the task's CPUs
+            detector.backend = OnnxBackend(backend.path, self.device, self.threads, backend.precision)
         detector.batch_size = self.batch_size
         detector.frame_step = self.frame_step
+        detector.pipelined = self.threads > 1
         return detector
+
+
+_WORKER_DETECTORS: dict[str, Detector] = {}
+
+
+def limit_threads(threads: int) -> None:
+    """Cap torch's and OpenCV's thread pools to ``threads`` (ONNX Runtime and FFmpeg are capped where their
+    sessions and decoders are made)."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    cv2.setNumThreads(max(1, threads))
 
 
 def analyze_chunk(
@@ -202,17 +237,17 @@ def analyze_chunk(
     """
     from facskit.analyze.engine import run_pipelined, tracked_video_frames
     from facskit.analyze.pipeline import AnalysisPipeline, rows_from_frames
-    from facskit.io import iter_media
+    from facskit.io import MediaKind, iter_media
 
     began = time.perf_counter()
-    detector = recipe.build()  # cheap after the first task: dlib's models are cached per process
+    detector = recipe.build()
     media = next(iter(iter_media([label])))
     stop = chunk.stop if max_frames is None else min(chunk.stop or max_frames, max_frames)
     frames = []
     error = None
     states: dict[int, TrackerState] = {}
     try:
-        if chunk.stop is None and chunk.start == 0:
+        if media.kind is not MediaKind.VIDEO:
             for part in detector.iter_chunks(media, label=label, max_frames=stop):
                 frames.extend(part)
         else:
@@ -230,8 +265,16 @@ def analyze_chunk(
                 max_frames=stop,
                 observe=observe,
                 track_from=chunk.warm_start,
+                decode_threads=recipe.threads,
+                prefetch=detector.pipelined,
             )
-            for result in run_pipelined(pipeline, label, tracked):
+            if detector.pipelined:
+                results = run_pipelined(pipeline, label, tracked)
+            else:
+                results = pipeline.run_prepared(
+                    pipeline.prepare(label, frame, faces) for frame, faces in tracked
+                )
+            for result in results:
                 result.image = None
                 frames.append(result)
     except MediaError as failure:
@@ -292,7 +335,7 @@ def approximate_id_map(previous: pd.DataFrame, prev_map: _IdMap, current: ChunkR
     return _IdMap(pairs, top - local_top)
 
 
-def _remote(ray: Any, cpus_per_task: float) -> Any:
+def _remote(ray: Any, cpus_per_task: int) -> Any:
     return ray.remote(num_cpus=cpus_per_task, max_retries=MAX_RETRIES)(analyze_chunk)
 
 
@@ -320,7 +363,7 @@ def analyze_ray_raw(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     warmup: int | None = None,
     max_frames: int | None = None,
-    cpus_per_task: float = 1,
+    cpus_per_task: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
     """Raw rows (not yet smoothed/calibrated/thresholded) per file, stitched, and per-file stitch info."""
@@ -329,7 +372,9 @@ def analyze_ray_raw(
     log = log or (lambda message: print(message, file=sys.stderr))
     ray = init_ray(address)
     remote = _remote(ray, cpus_per_task)
-    recipe_ref = ray.put(DetectorRecipe.of(detector, threads=max(1, int(cpus_per_task))))
+    if cpus_per_task < 1:
+        raise UsageError(f"--cpus-per-task must be >= 1, not {cpus_per_task}")
+    recipe_ref = ray.put(DetectorRecipe.of(detector, threads=int(cpus_per_task)))
     warmup = default_warmup(detector.every) if warmup is None else warmup
     plans: dict[str, list[Chunk]] = {}
     for label in labels:
@@ -430,13 +475,16 @@ def analyze_ray(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     warmup: int | None = None,
     max_frames: int | None = None,
+    cpus_per_task: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> AUResult:
     """:meth:`Detector.analyze` fanned out over Ray: the same rows and numbers, one result for all inputs."""
     from facskit.analyze.results import concat_results, empty_result
 
     labels = [label for label, _ in detector.sources(inputs)]
-    raw = analyze_ray_raw(detector, labels, address, workers, chunk_frames, warmup, max_frames, log=log)
+    raw = analyze_ray_raw(
+        detector, labels, address, workers, chunk_frames, warmup, max_frames, cpus_per_task, log=log
+    )
     results = []
     for label in labels:
         rows, _ = raw[label]
@@ -455,6 +503,7 @@ def analyze_to_dir_ray(
     options: OutputOptions,
     address: str | None = None,
     workers: int | None = None,
+    cpus_per_task: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> RunReport:
     """``facskit analyze --ray``: the output folder of :func:`facskit.analyze.runner.analyze_to_dir` (one
@@ -473,7 +522,13 @@ def analyze_to_dir_ray(
     report = plan.report
     todo = [(label, target) for label, _source, _name, target in plan.todo]
     raw = analyze_ray_raw(
-        detector, [label for label, _ in todo], address, workers, max_frames=options.max_frames, log=log
+        detector,
+        [label for label, _ in todo],
+        address,
+        workers,
+        max_frames=options.max_frames,
+        cpus_per_task=cpus_per_task,
+        log=log,
     )
     for label, target in todo:
         rows, info = raw[label]

@@ -101,6 +101,8 @@ def tracked_video_frames(
     max_frames: int | None = None,
     observe: TrackerObserver | None = None,
     track_from: int = 0,
+    decode_threads: int | None = None,
+    prefetch: bool = True,
 ) -> Iterator[tuple[Any, list[Any]]]:
     """``(frame, tracked faces)`` for every ``every``-th frame of a video, decoded on its own thread.
 
@@ -108,7 +110,8 @@ def tracked_video_frames(
     decoder prefetching. Frames before ``start_frame`` are tracked (so face ids and landmarks are those of an
     uninterrupted run) but not yielded; decoding stops at ``max_frames``. Frames before ``track_from`` are
     decoded only (a time chunk of a long video starts its tracker there, see :mod:`facskit.analyze.
-    distributed`).
+    distributed`). ``decode_threads`` caps FFmpeg's threads and ``prefetch=False`` decodes on the caller's
+    thread: together they keep a one-CPU task (a Ray worker) on one core.
     """
     from facskit.faces import FaceTracker
     from facskit.io import iter_frames
@@ -116,7 +119,8 @@ def tracked_video_frames(
     tracker = FaceTracker(
         every=front_end.detect_every, detector=front_end.video_detector, predictor=front_end.predictor
     )
-    frames = in_background(iter_frames(media, every=every), DECODE_QUEUE_FRAMES, "facskit-decode")
+    decoded = iter_frames(media, every=every, threads=decode_threads)
+    frames = in_background(decoded, DECODE_QUEUE_FRAMES, "facskit-decode") if prefetch else decoded
     try:
         for frame in frames:
             if max_frames is not None and frame.index >= max_frames:

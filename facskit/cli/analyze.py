@@ -85,7 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fan files and time chunks of long videos out over a Ray cluster (ADDRESS, or a local one)",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="Ray tasks in flight (default: cluster CPUs)"
+        "--workers", type=int, default=None, help="Ray tasks in flight (default: cluster CPUs / task CPUs)"
+    )
+    parser.add_argument(
+        "--cpus-per-task",
+        type=int,
+        default=1,
+        help="CPUs Ray reserves per task; its threads are capped to them (2+ runs the pipelined engine)",
     )
     parser.add_argument(
         "--smooth", type=int, default=0, help="centred moving median over N frames per face (off)"
@@ -145,7 +151,14 @@ def run(args: argparse.Namespace) -> int:
         from facskit.analyze.distributed import analyze_to_dir_ray
 
         report = analyze_to_dir_ray(
-            detector, args.inputs, Path(args.out), options, address=args.ray, workers=args.workers, log=log
+            detector,
+            args.inputs,
+            Path(args.out),
+            options,
+            address=args.ray,
+            workers=args.workers,
+            cpus_per_task=args.cpus_per_task,
+            log=log,
         )
     else:
         report = analyze_to_dir(detector, args.inputs, Path(args.out), options, log=log)

@@ -51,7 +51,9 @@ def probe(path: str | os.PathLike[str] | MediaFile) -> MediaInfo:
     return MediaInfo(MediaKind.VIDEO, info.frame_count, info.fps, info.width, info.height)
 
 
-def iter_frames(path: str | os.PathLike[str] | MediaFile, every: int = 1) -> Iterator[Frame]:
+def iter_frames(
+    path: str | os.PathLike[str] | MediaFile, every: int = 1, threads: int | None = None
+) -> Iterator[Frame]:
     """Stream the frames of an image (one frame: index 0, timestamp 0.0) or a video (every `every`-th).
 
     Errors are MediaError naming the file; a video that breaks off raises after its last good frame.
@@ -60,5 +62,5 @@ def iter_frames(path: str | os.PathLike[str] | MediaFile, every: int = 1) -> Ite
     if media.kind is MediaKind.IMAGE:
         yield Frame(0, 0.0, read_image(media.path))
         return
-    for frame in iter_video_frames(media.path, every=every):
+    for frame in iter_video_frames(media.path, every=every, threads=threads):
         yield Frame(frame.index, frame.timestamp, frame.image)
