@@ -3,7 +3,14 @@
 import torch
 
 from facskit.models.tcae import TCAE, TCAEOutput, TCAESpec
-from facskit.tcae.losses import LOSS_TERMS, LossWeights, reduce_terms, tcae_loss_terms, weighted_total
+from facskit.tcae.losses import (
+    LOSS_TERMS,
+    LossWeights,
+    reduce_terms,
+    tcae_loss_terms,
+    twin_ramp,
+    weighted_total,
+)
 
 
 def _output(source: torch.Tensor, target: torch.Tensor, field_scale: float = 0.0, emb_gap: float = 0.0):
@@ -89,3 +96,25 @@ def test_window_keeps_easiest() -> None:
     total, _ = reduce_terms(terms, LossWeights(), window=(0.4, 0.9))
     assert total.item() == 6.0  # mean of 4..8
     assert logged["rec"].item() == 2.0
+
+
+def test_twin_ramp_warm_up() -> None:
+    assert twin_ramp(0, 0, 0) == 1.0 and twin_ramp(500, 0, 0) == 1.0  # the paper: full loss from step 0
+    assert twin_ramp(0, 10, 20) == 0.0 and twin_ramp(9, 10, 20) == 0.0
+    assert twin_ramp(10, 10, 20) == 1 / 20 and twin_ramp(19, 10, 20) == 0.5
+    assert twin_ramp(29, 10, 20) == 1.0 and twin_ramp(1000, 10, 20) == 1.0
+    assert twin_ramp(10, 10, 0) == 1.0
+
+
+def test_twin_scale_zero_keeps_only_reconstruction_and_sparsity() -> None:
+    source, target = torch.zeros(2, 3, 16, 16), torch.ones(2, 3, 16, 16)
+    out = _output(source, target, field_scale=0.5, emb_gap=1.0)
+    out.au_cycled = out.au_cycled + 0.25
+    terms = tcae_loss_terms(out, source, target)
+    weights = LossWeights(sparsity=0.01, cycle=0.1, embedding=0.1)
+    off = weighted_total(terms, weights.with_twin_scale(0.0))
+    assert torch.allclose(off, terms["rec"] + 0.01 * terms["sparsity_au"])
+    half = weighted_total(terms, weights.with_twin_scale(0.5))
+    assert torch.allclose(
+        half - off, 0.05 * (terms["cycle_au"] + terms["cycle_pose"] + terms["emb_au"] + terms["emb_pose"])
+    )

@@ -26,6 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
     parser.add_argument(
+        "--finetune-min-steps",
+        type=int,
+        default=200,
+        help="fine-tuning steps at least (at 1%% labels an epoch is one batch; default 200)",
+    )
+    parser.add_argument(
+        "--subject-norm",
+        action="store_true",
+        help="linear AU probes on features minus each subject's mean (computed on unlabelled frames)",
+    )
+    parser.add_argument(
         "--label-fraction", type=_fractions, default=[1.0], help="training-label fractions, e.g. 0.01,0.1,1"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -54,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         finetune=args.finetune,
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,
+        finetune_min_steps=args.finetune_min_steps,
+        subject_norm=args.subject_norm,
         seed=args.seed,
         device=device,
         log=lambda text: print(text, file=sys.stderr),

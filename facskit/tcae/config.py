@@ -96,6 +96,12 @@ class TCAELossConfig:
     sparsity: float = 0.01
     cycle: float = 0.1
     embedding: float = 0.1
+    # Warm-up of the twin cycles: lambda_2 and lambda_3 are 0 for the first twin_start_step optimiser steps
+    # and then ramp linearly to their values over twin_ramp_steps (0 and 0: the full loss from step 0, as
+    # the paper). Without it the lite model collapses to zero fields and pair-invariant embeddings
+    # (facskit.tcae.losses.twin_ramp).
+    twin_start_step: int = 0
+    twin_ramp_steps: int = 0
 
     def weights(self) -> LossWeights:
         return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding)

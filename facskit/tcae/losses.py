@@ -23,7 +23,7 @@ import torch
 
 from facskit.models.tcae import TCAEOutput
 
-__all__ = ["LOSS_TERMS", "LossWeights", "reduce_terms", "tcae_loss_terms", "weighted_total"]
+__all__ = ["LOSS_TERMS", "LossWeights", "reduce_terms", "tcae_loss_terms", "twin_ramp", "weighted_total"]
 
 # Names of the per-sample terms, in logging order.
 LOSS_TERMS = ("rec", "sparsity_au", "cycle_au", "cycle_pose", "emb_au", "emb_pose")
@@ -40,6 +40,30 @@ class LossWeights:
     sparsity: float = 0.01  # lambda_1
     cycle: float = 0.1  # lambda_2
     embedding: float = 0.1  # lambda_3
+
+    def with_twin_scale(self, scale: float) -> LossWeights:
+        """These weights with lambda_2 and lambda_3 (the twin-cycle terms) multiplied by ``scale``."""
+        return LossWeights(sparsity=self.sparsity, cycle=self.cycle * scale, embedding=self.embedding * scale)
+
+
+def twin_ramp(step: int, start_step: int, ramp_steps: int) -> float:
+    """Scale of the cycle and embedding-consistency weights at optimiser step ``step`` (0-based).
+
+    0 before ``start_step``, then linear up to 1 over ``ramp_steps`` steps; 1 throughout when both are 0
+    (the paper's loss from the first step).
+
+    Why: both decoders start at the identity warp, so early on the reconstruction's gradient reaching the
+    encoder is tiny while the cycle and embedding terms act at full strength, and every one of them is
+    satisfied by a trivial state - zero fields and embeddings that do not change within a pair. Trained
+    with the full eq. 7 from step 0 the model falls into that state and stays there (measured on the
+    synthetic set: reconstruction error = the identity warp's, benchmarks/results/tcae.md). Letting the
+    reconstruction start the fields first, then bringing the twin cycles in, keeps them.
+    """
+    if step < start_step:
+        return 0.0
+    if ramp_steps <= 0:
+        return 1.0
+    return min(1.0, (step - start_step + 1) / ramp_steps)
 
 
 def _mean_abs(x: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from facskit.tcae.config import (
     tcae_config_from_dict,
     tcae_config_to_dict,
 )
-from facskit.tcae.losses import LOSS_TERMS, reduce_terms, tcae_loss_terms
+from facskit.tcae.losses import LOSS_TERMS, reduce_terms, tcae_loss_terms, twin_ramp
 from facskit.tcae.pairs import (
     CachePairDataset,
     PairSampler,
@@ -336,7 +336,8 @@ def pretrain_tcae(
                 with autocast():
                     out_batch = net(source_batch, target_batch)
                 terms = tcae_loss_terms(out_batch, source_batch, target_batch)  # fp32 losses
-                loss, logged = reduce_terms(terms, weights, window)
+                twin = twin_ramp(step, config.loss.twin_start_step, config.loss.twin_ramp_steps)
+                loss, logged = reduce_terms(terms, weights.with_twin_scale(twin), window)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()

@@ -8,7 +8,14 @@ subject-exclusive folds (:func:`facskit.data.folds.subject_folds`), for several 
   frozen ``phi``, the frozen ``psi`` and ``phi`` of a randomly initialised encoder of the same architecture
   (the baseline every self-supervised method must beat); F1 of occurrence (intensity >= 2).
 * ``pose``: ridge regression of yaw / pitch / roll (the cache index's pose columns) from each embedding,
-  R^2 on the held-out subjects; the pose embedding should win here.
+  R^2 on the held-out subjects; the pose embedding should win here. Two versions: absolute pose, and
+  pose *within* each subject (pose and features minus the subject's mean, i.e. how well the embedding
+  follows the head's motion). With a dozen subjects the absolute version mostly asks the regression to
+  guess a new person's mean pose from their identity, which no embedding can do (every feature set,
+  random ones included, scores R^2 < 0 on the synthetic set); the within-subject version is the one
+  that separates the embeddings. The ridge penalty is chosen by subject-grouped cross-validation on the
+  training subjects: leave-one-out over neighbouring video frames (RidgeCV's default) picks almost no
+  penalty, which fits each training subject's identity and produced R^2 of -300 on held-out subjects.
 * ``finetune`` (optional): the encoder's AU branch plus a linear head trained end to end with a
   class-balanced BCE, against the same network trained from scratch - the few-label regime where
   pretraining is supposed to pay off.
@@ -20,6 +27,7 @@ test frames are always the whole held-out fold.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +53,9 @@ class ProbeResult:
     folds: int
     f1: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     pose_r2: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the same, with pose and features centred per subject (the embedding following the head's motion)
+    pose_r2_within: dict[str, dict[str, float]] = field(default_factory=dict)
+    subject_norm: bool = False
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +65,8 @@ class ProbeResult:
             "folds": self.folds,
             "f1": self.f1,
             "pose_r2": self.pose_r2,
+            "pose_r2_within": self.pose_r2_within,
+            "subject_norm": self.subject_norm,
             "notes": self.notes,
         }
 
@@ -95,16 +108,59 @@ def _linear_f1(x_train, y_train, x_test, y_test) -> float:
     return f1(classifier.predict(x_test).astype(float), y_test.astype(float), threshold=0.5)
 
 
-def _pose_r2(x_train, y_train, x_test, y_test) -> list[float]:
-    from sklearn.linear_model import RidgeCV
+RIDGE_ALPHAS = np.logspace(-2, 5, 8)  # ridge penalties tried for the pose regression (standardised features)
+
+
+def centre_by_subject(x: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+    """``x (N, D)`` minus each subject's mean row (labels are not needed: it works on unlabelled frames)."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    for subject in np.unique(subjects):
+        rows = subjects == subject
+        out[rows] -= out[rows].mean(axis=0)
+    return out
+
+
+def _pose_r2(x_train, y_train, x_test, y_test, groups_train) -> list[float]:
+    """R^2 per pose column on the test rows; the ridge penalty is chosen by subject-grouped CV.
+
+    ``groups_train`` are the training rows' subjects: the penalty maximising the mean R^2 over held-out
+    training subjects (3 groups) is refitted on all training rows.
+    """
+    from scipy.linalg import LinAlgWarning
+    from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    regression = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-    regression.fit(x_train, y_train)
-    predicted = regression.predict(x_test)
+    def fit(alpha: float, rows: np.ndarray):
+        return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_train[rows], y_train[rows])
+
+    unique = np.unique(groups_train)
+    best_alpha = float(RIDGE_ALPHAS[-1])  # the strongest penalty when there are too few subjects to choose
+    with warnings.catch_warnings():  # the smallest penalties on near-constant features are ill-conditioned
+        warnings.simplefilter("ignore", category=LinAlgWarning)
+        best_alpha = _grouped_alpha(fit, x_train, y_train, groups_train, unique, best_alpha)
+        predicted = fit(best_alpha, np.arange(len(x_train))).predict(x_test)
     return [float(r2_score(y_test[:, k], predicted[:, k])) for k in range(y_test.shape[1])]
+
+
+def _grouped_alpha(fit, x_train, y_train, groups_train, unique, default: float) -> float:
+    """The ridge penalty with the best mean R^2 over 3 groups of held-out training subjects."""
+    from sklearn.metrics import r2_score
+
+    best_alpha = default
+    if len(unique) >= 2:
+        parts = np.array_split(unique, min(3, len(unique)))
+        scores = []
+        for alpha in RIDGE_ALPHAS:
+            fold_scores = []
+            for part in parts:
+                held = np.isin(groups_train, part)
+                predicted = fit(alpha, ~held).predict(x_train[held])
+                fold_scores.append(r2_score(y_train[held], predicted))
+            scores.append(np.mean(fold_scores))
+        best_alpha = float(RIDGE_ALPHAS[int(np.argmax(scores))])
+    return best_alpha
 
 
 class _AUClassifier(torch.nn.Module):
@@ -131,8 +187,13 @@ def _finetune_f1(
     lr: float,
     seed: int,
     device: torch.device,
+    min_steps: int = 0,
 ) -> list[float]:
-    """End-to-end training of the AU path + head with a class-balanced BCE; F1 per AU on ``test``."""
+    """End-to-end training of the AU path + head with a class-balanced BCE; F1 per AU on ``test``.
+
+    Runs ``epochs`` passes over ``train`` but at least ``min_steps`` steps: at 1% labels an "epoch" is a
+    single batch, and 3 steps leave both the pretrained and the scratch network where they started.
+    """
     from facskit.metrics import f1
 
     torch.manual_seed(seed)
@@ -149,7 +210,7 @@ def _finetune_f1(
         ]
     )
     rng = np.random.default_rng(seed)
-    steps = max(1, epochs * math.ceil(len(train) / batch_size))
+    steps = max(1, min_steps, epochs * math.ceil(len(train) / batch_size))
     net.train()
     for step in range(steps):
         idx = rng.choice(train, size=min(batch_size, len(train)), replace=False)
@@ -188,6 +249,8 @@ def run_probe(
     finetune: bool = False,
     finetune_epochs: int = 3,
     finetune_lr: float = 1e-4,
+    finetune_min_steps: int = 200,
+    subject_norm: bool = False,
     batch_size: int = 64,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -213,13 +276,20 @@ def run_probe(
     random_phi, random_psi = embed_cache(random_model, images, device=device)
     features = {"tcae_au (phi)": phi, "tcae_pose (psi)": psi, "random_au (phi)": random_phi}
     pose_features = {**features, "random_pose (psi)": random_psi}
+    centred = {name: centre_by_subject(x, subjects) for name, x in pose_features.items()}
+    if subject_norm:  # the linear AU probe on features minus each subject's mean (unlabelled frames)
+        features = {name: centred[name] for name in features}
 
-    result = ProbeResult(aus=aus, fractions=[float(f) for f in fractions], folds=folds)
+    result = ProbeResult(
+        aus=aus, fractions=[float(f) for f in fractions], folds=folds, subject_norm=subject_norm
+    )
     if not has_pose:
         result.notes.append("no yaw/pitch/roll columns in the cache index: pose R^2 not measured")
     split = subject_folds(subjects, k=folds, seed=seed)
     per_fold: dict[tuple[str, float], list[list[float]]] = {}
     pose_fold: dict[str, list[list[float]]] = {}
+    pose_within_fold: dict[str, list[list[float]]] = {}
+    pose_centred = centre_by_subject(pose, subjects) if pose is not None else None
     for k, held_out in enumerate(split):
         test = np.flatnonzero(np.isin(subjects, held_out))
         train_all = np.flatnonzero(~np.isin(subjects, held_out))
@@ -251,13 +321,19 @@ def run_probe(
                         finetune_lr,
                         seed,
                         device,
+                        finetune_min_steps,
                     )
                     per_fold.setdefault((name, fraction), []).append(scores)
             log(f"fold {k + 1}/{folds}, label fraction {fraction:g}: done")
         if pose is not None:
+            groups = subjects[train_all]
             for name, x in pose_features.items():
                 pose_fold.setdefault(name, []).append(
-                    _pose_r2(x[train_all], pose[train_all], x[test], pose[test])
+                    _pose_r2(x[train_all], pose[train_all], x[test], pose[test], groups)
+                )
+                xc = centred[name]
+                pose_within_fold.setdefault(name, []).append(
+                    _pose_r2(xc[train_all], pose_centred[train_all], xc[test], pose_centred[test], groups)
                 )
 
     for (name, fraction), rows in per_fold.items():
@@ -265,17 +341,18 @@ def run_probe(
         entry = {au: float(v) for au, v in zip(aus, mean, strict=True)}
         entry["mean"] = float(np.nanmean(mean)) if np.isfinite(mean).any() else float("nan")
         result.f1.setdefault(name, {})[f"{fraction:g}"] = entry
-    for name, rows in pose_fold.items():
-        mean = np.mean(np.array(rows), axis=0)
-        result.pose_r2[name] = {
-            **{p: float(v) for p, v in zip(POSE, mean, strict=True)},
-            "mean": float(mean.mean()),
-        }
+    for target, by_name in ((result.pose_r2, pose_fold), (result.pose_r2_within, pose_within_fold)):
+        for name, rows in by_name.items():
+            mean = np.mean(np.array(rows), axis=0)
+            target[name] = {
+                **{p: float(v) for p, v in zip(POSE, mean, strict=True)},
+                "mean": float(mean.mean()),
+            }
     return result
 
 
 def format_probe_table(result: ProbeResult) -> str:
-    """Markdown: one F1 table (rows: features x label fraction) and one pose R^2 table."""
+    """Markdown: one F1 table (rows: features x label fraction) and the pose R^2 tables."""
     head = ["features", "labels", *result.aus, "mean F1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, by_fraction in result.f1.items():
@@ -283,19 +360,27 @@ def format_probe_table(result: ProbeResult) -> str:
             cells = [f"{entry[a]:.3f}" if math.isfinite(entry[a]) else "n/a" for a in result.aus]
             mean = f"{entry['mean']:.3f}" if math.isfinite(entry["mean"]) else "n/a"
             lines.append(f"| {name} | {float(fraction):.0%} | " + " | ".join(cells) + f" | **{mean}** |")
-    text = f"AU occurrence F1 (intensity >= 2), {result.folds}-fold subject-exclusive CV\n\n" + "\n".join(
-        lines
+    norm = ", linear probes on subject-centred features" if result.subject_norm else ""
+    text = (
+        f"AU occurrence F1 (intensity >= 2), {result.folds}-fold subject-exclusive CV{norm}\n\n"
+        + "\n".join(lines)
     )
-    if result.pose_r2:
+    for title, table in (
+        ("Head pose from the embedding (ridge regression, R^2 on held-out subjects)", result.pose_r2),
+        (
+            "Head pose within each subject (pose and features minus the subject's mean; R^2 on held-out "
+            "subjects)",
+            result.pose_r2_within,
+        ),
+    ):
+        if not table:
+            continue
         rows = ["| features | " + " | ".join(POSE) + " | mean R^2 |", "|---|---|---|---|---|"]
-        for name, entry in result.pose_r2.items():
+        for name, entry in table.items():
             rows.append(
                 f"| {name} | " + " | ".join(f"{entry[p]:.3f}" for p in POSE) + f" | **{entry['mean']:.3f}** |"
             )
-        text += (
-            "\n\nHead pose from the embedding (ridge regression, R^2 on held-out subjects)\n\n"
-            + "\n".join(rows)
-        )
+        text += f"\n\n{title}\n\n" + "\n".join(rows)
     for note in result.notes:
         text += f"\n\nNote: {note}"
     return text
