@@ -92,3 +92,14 @@ def test_one_cpu_task_runs_serially_capped_and_reuses_its_detector(media_dir) ->
         cv2.setNumThreads(cv_threads)
     assert len(serial.rows) == 40 and serial.error is None
     pd.testing.assert_frame_equal(serial.rows, pipelined.rows, atol=1e-5)
+
+
+def test_start_ray_warms_one_worker_per_task_slot(ray_local) -> None:
+    from facskit.analyze.distributed import start_ray
+    from facskit.errors import UsageError
+
+    refs = start_ray(None, every=5)  # the fixture's 2-CPU instance: two one-CPU slots
+    pids = ray_local.get(refs)
+    assert len(refs) == 2 and all(isinstance(pid, int) and pid > 0 for pid in pids)
+    with pytest.raises(UsageError, match="cpus-per-task"):
+        start_ray(None, cpus_per_task=0)

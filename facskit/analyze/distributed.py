@@ -355,6 +355,38 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
     return ray
 
 
+def _warm_worker(every: int) -> int:
+    """Import the heavy libraries and load dlib's models in a worker (they stay loaded in the process)."""
+    import contextlib
+    import importlib
+    import os
+
+    import torch  # noqa: F401 - the import is the point: it takes seconds in a fresh process
+
+    from facskit.analyze.detector import shared_front_end
+
+    with contextlib.suppress(ImportError):  # the auto/onnx backends' runtime, an optional extra
+        importlib.import_module("onnxruntime")
+
+    shared_front_end(every)
+    return os.getpid()
+
+
+def start_ray(address: str | None, every: int = 5, cpus_per_task: int = 1) -> list[Any]:
+    """Connect to (or start) Ray and warm one worker per task slot in the background.
+
+    Called before the driver builds its detector, so the workers' imports and model loading (several
+    seconds per fresh process, paid once per worker) overlap the driver's own start-up instead of delaying
+    the first task. Returns the warm-up refs (nothing needs to wait for them).
+    """
+    if cpus_per_task < 1:
+        raise UsageError(f"--cpus-per-task must be >= 1, not {cpus_per_task}")
+    ray = init_ray(address)
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+    warm = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_warm_worker)
+    return [warm.remote(every) for _ in range(slots)]
+
+
 def analyze_ray_raw(
     detector: Detector,
     labels: Sequence[str],
@@ -552,5 +584,6 @@ __all__ = [
     "analyze_ray",
     "analyze_to_dir_ray",
     "plan_chunks",
+    "start_ray",
     "stitch",
 ]
