@@ -103,3 +103,34 @@ def test_unknown_preset_lists_names() -> None:
         tcae_spec("nope")
     with pytest.raises(ValueError):
         TCAESpec(input_size=100)
+
+
+def test_pose_field_grid_makes_the_pose_field_coarse() -> None:
+    # grid 4 on a 64 image: bilinear (align_corners) nodes at pixels 0, 21, 42, 63, so the field must equal
+    # the upsampling of its own values there; the AU field stays dense and does not
+    torch.manual_seed(0)
+    spec = TCAESpec(input_size=64, filters=4, embedding_size=8, branch_layers=2, pose_field_grid=4)
+    model = TCAE(spec)
+    for decoder in (model.au_decoder, model.pose_decoder):
+        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)  # visible fields, not the near-identity init
+    out = model(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    assert out.field_pose.shape == out.field_au.shape == out.field.shape == (2, 2, 64, 64)
+    assert out.mask_pose.shape == (2, 1, 64, 64) and out.pose_changed.shape == (2, 3, 64, 64)
+
+    def from_nodes(field: torch.Tensor) -> torch.Tensor:
+        nodes = field[:, :, ::21, ::21]  # (B, 2, 4, 4)
+        return torch.nn.functional.interpolate(nodes, size=(64, 64), mode="bilinear", align_corners=True)
+
+    assert out.field_pose.abs().max() > 1e-3
+    assert torch.allclose(out.field_pose, from_nodes(out.field_pose), atol=1e-6)
+    assert torch.allclose(out.field_pose_back, from_nodes(out.field_pose_back), atol=1e-6)
+    assert not torch.allclose(out.field_au, from_nodes(out.field_au), atol=1e-4)
+    # the default is the dense field of the paper
+    dense = TCAE(TCAESpec(input_size=64, filters=4, embedding_size=8, branch_layers=2))
+    assert dense.pose_decoder.field_grid == 0
+
+
+@pytest.mark.parametrize("grid", [1, 65, -2])
+def test_pose_field_grid_rejects_bad_sizes(grid: int) -> None:
+    with pytest.raises(ValueError, match="pose_field_grid"):
+        TCAESpec(input_size=64, pose_field_grid=grid)

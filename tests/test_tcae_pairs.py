@@ -109,3 +109,16 @@ def test_exact_resume(tmp_path) -> None:
     for (name, a), b in zip(full.state_dict().items(), split.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert (tmp_path / "full" / "epoch-002.ckpt").is_file()
+
+
+def test_pose_field_grid_config_key() -> None:
+    from facskit.config import ConfigError
+    from facskit.tcae.config import load_tcae_config
+
+    assert load_tcae_config("tcae").model.spec().pose_field_grid == 0  # the paper's dense pose field
+    config = load_tcae_config("tcae-lite", ["model.pose_field_grid=8"])
+    assert config.model.spec().pose_field_grid == 8
+    with pytest.raises(ConfigError, match="pose_field_grid"):
+        load_tcae_config("tcae-lite", ["model.pose_field_grid=1"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_tcae_config("tcae-lite", ["model.pose_grid=8"])

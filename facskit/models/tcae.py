@@ -65,6 +65,10 @@ class TCAESpec:
     filters: int = 32  # channels of the first conv; the trunk doubles them up to 8x (reference: 32)
     embedding_size: int = 256  # dimension of phi and of psi (reference: 256; eq. 7 divides L_emb by it)
     branch_layers: int = 3  # stride-2 convs in each of the AU / pose branches after the shared trunk
+    # 0: the pose decoder's field is dense, as the paper. N > 0: it is average-pooled to N x N and bilinearly
+    # upsampled back (align_corners=True), so head motion is smooth/global and local (AU) motion has to go
+    # through the AU field. The attention masks stay at full resolution.
+    pose_field_grid: int = 0
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -72,6 +76,10 @@ class TCAESpec:
             raise ValueError(f"TCAE input_size must be a power of two >= 16, got {self.input_size}")
         if not 1 <= self.branch_layers < int(levels):
             raise ValueError(f"branch_layers must be in [1, {int(levels) - 1}], got {self.branch_layers}")
+        if self.pose_field_grid != 0 and not 2 <= self.pose_field_grid <= self.input_size:
+            raise ValueError(
+                f"pose_field_grid must be 0 (dense) or in [2, {self.input_size}], got {self.pose_field_grid}"
+            )
 
     @property
     def levels(self) -> int:
@@ -179,10 +187,15 @@ class TCAEEncoder(nn.Module):
 
 
 class FieldDecoder(nn.Module):
-    """(embedding of source, embedding of target) -> displacement field (tanh) + attention logit."""
+    """(embedding of source, embedding of target) -> displacement field (tanh) + attention logit.
 
-    def __init__(self, spec: TCAESpec) -> None:
+    ``field_grid`` > 0 restricts the field to a bilinear interpolation of ``field_grid x field_grid`` values
+    (the full-resolution output average-pooled to that grid, then upsampled); the mask is not restricted.
+    """
+
+    def __init__(self, spec: TCAESpec, field_grid: int = 0) -> None:
         super().__init__()
+        self.field_grid = field_grid
         widest = 8 * spec.filters
         n = spec.levels
         # stage i (of n - 1) has min(f * 2^(n-2-i), 8f) channels: 256, 256, 256, 256, 128, 64, 32 for 256/32
@@ -210,7 +223,11 @@ class FieldDecoder(nn.Module):
         """``(B, E), (B, E)`` -> ``(field (B, 2, S, S) in [-1, 1], mask logit (B, 1, S, S))``."""
         code = F.relu(torch.cat((source, target), dim=1))[:, :, None, None]  # (B, 2E, 1, 1)
         out = self.net(code)  # (B, 3, S, S)
-        return torch.tanh(out[:, :2]), out[:, 2:]
+        field = torch.tanh(out[:, :2])  # (B, 2, S, S)
+        if self.field_grid:
+            coarse = F.adaptive_avg_pool2d(field, self.field_grid)  # (B, 2, N, N)
+            field = F.interpolate(coarse, size=field.shape[-2:], mode="bilinear", align_corners=True)
+        return field, out[:, 2:]
 
 
 @dataclass
@@ -255,7 +272,7 @@ class TCAE(nn.Module):
         self.spec = spec or TCAESpec()
         self.encoder = TCAEEncoder(self.spec)
         self.au_decoder = FieldDecoder(self.spec)
-        self.pose_decoder = FieldDecoder(self.spec)
+        self.pose_decoder = FieldDecoder(self.spec, field_grid=self.spec.pose_field_grid)
 
     def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, S, S)`` in [0, 1] -> ``(phi (B, E), psi (B, E))``: the features the probe uses."""

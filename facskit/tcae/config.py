@@ -39,6 +39,8 @@ class TCAEModelConfig:
     filters: int | None = None
     embedding_size: int | None = None
     branch_layers: int | None = None
+    # Pose field restricted to an N x N grid, bilinearly upsampled (0: dense, as the paper; see TCAESpec).
+    pose_field_grid: int | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -48,6 +50,7 @@ class TCAEModelConfig:
                 ("filters", self.filters),
                 ("embedding_size", self.embedding_size),
                 ("branch_layers", self.branch_layers),
+                ("pose_field_grid", self.pose_field_grid),
             )
             if v is not None
         }
