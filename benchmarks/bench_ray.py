@@ -5,7 +5,8 @@
 
 Every configuration is a fresh `facskit analyze` process (so each pays its own Ray start-up and model
 loading, as a user's run does), timed by wall clock; the rows of every run are checked to be the same
-count. "1 worker" is `--ray --workers 1`: one one-CPU task at a time; "2 workers" runs two at once. The
+count. The fan-out phase rate is Ray's aggregated progress (first task submitted to last result back).
+"1 worker" is `--ray --workers 1`: one one-CPU task at a time; "2 workers" runs two at once. The
 single-process line is the plain `facskit analyze` (pipelined engine, all cores) for reference.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -35,14 +37,17 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _run(args: list[str], out: Path) -> tuple[float, int]:
+def _run(args: list[str], out: Path) -> tuple[float, int, float | None]:
+    """Wall seconds, result rows, and the fan-out's own frames/s from Ray's aggregated progress (the tasks'
+    phase: from the first submission to the last result, without process and Ray start-up)."""
     shutil.rmtree(out, ignore_errors=True)
     began = time.perf_counter()
-    command = [sys.executable, "-m", "facskit", "analyze", *args, "--out", str(out), "--quiet"]
-    subprocess.run(command, check=True)
+    command = [sys.executable, "-m", "facskit", "analyze", *args, "--out", str(out)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - began
     rows = sum(len(p.read_text().splitlines()) - 1 for p in out.glob("*.csv") if p.name != "summary.csv")
-    return seconds, rows
+    progress = re.findall(r"ray: (\d+)/(\d+) tasks, \d+ frames, ([\d.]+) fps", done.stderr)
+    return seconds, rows, float(progress[-1][2]) if progress else None
 
 
 def main() -> None:
@@ -74,16 +79,17 @@ def main() -> None:
         + ".",
         f"Command: `python benchmarks/bench_ray.py {' '.join(sys.argv[1:])}`",
         "",
-        "| run | wall s | rows | frames/s | vs Ray 1 worker |",
-        "|---|---:|---:|---:|---:|",
+        "| run | wall s | rows | frames/s | vs Ray 1 worker | fan-out phase frames/s | vs 1 worker |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     print("\n".join(lines), flush=True)
     results = {}
     for name, run_args in runs.items():
         results[name] = _run(run_args, work / "out")
-    base = results["Ray, 1 worker"][0]
-    for name, (seconds, rows) in results.items():
-        row = f"| {name} | {seconds:.1f} | {rows} | {rows / seconds:.1f} | {base / seconds:.2f}x |"
+    base, _, base_phase = results["Ray, 1 worker"]
+    for name, (seconds, rows, phase) in results.items():
+        fanout = f"{phase:.1f} | {phase / base_phase:.2f}x" if phase and base_phase else "- | -"
+        row = f"| {name} | {seconds:.1f} | {rows} | {rows / seconds:.1f} | {base / seconds:.2f}x | {fanout} |"
         lines.append(row)
         print(row, flush=True)
     if args.out:
