@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -25,16 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media" / "WolfgangLanger_Pexels.mp4"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _run(args: list[str], out: Path) -> tuple[float, int, float | None]:
@@ -58,6 +47,8 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="more analyze options, e.g. '--backend torch'")
     parser.add_argument("--out", help="write the markdown table here too")
     args = parser.parse_args()
+    from facskit.analyze.backends import cpu_model
+
     work = Path(tempfile.mkdtemp(prefix="facskit-bench-ray-"))
     inputs = work / "in"
     inputs.mkdir()
@@ -73,7 +64,7 @@ def main() -> None:
     lines = [
         "# Ray fan-out (benchmarks/bench_ray.py)",
         "",
-        f"CPU: {_cpu_name()}, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start; "
+        f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start; "
         f"{args.copies} copies of `{Path(args.video).name}`"
         + (f", first {args.max_frames} frames each" if args.max_frames else "")
         + ".",

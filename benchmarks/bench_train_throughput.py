@@ -19,23 +19,12 @@ training run sees.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _batches(loader, steps: int):
@@ -124,6 +113,8 @@ def main() -> None:
 
     import torch
 
+    from facskit.analyze.backends import cpu_model
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", required=True, help="a prepared cache (facskit prepare)")
     parser.add_argument("--models", default="bmvc2018-tiny,bmvc2018-lite")
@@ -135,7 +126,7 @@ def main() -> None:
     parser.add_argument("--out", help="write the markdown table here too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else _cpu_name()
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_model()
     lines = [
         "# Training throughput: real loader vs batches in memory (benchmarks/bench_train_throughput.py)",
         "",
