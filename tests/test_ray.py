@@ -101,5 +101,6 @@ def test_start_ray_warms_one_worker_per_task_slot(ray_local) -> None:
     refs = start_ray(None, every=5)  # the fixture's 2-CPU instance: two one-CPU slots
     pids = ray_local.get(refs)
     assert len(refs) == 2 and all(isinstance(pid, int) and pid > 0 for pid in pids)
+    assert len(start_ray(None, workers=1)) == 1  # only the slots the run will use
     with pytest.raises(UsageError, match="cpus-per-task"):
         start_ray(None, cpus_per_task=0)

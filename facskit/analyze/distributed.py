@@ -372,17 +372,25 @@ def _warm_worker(every: int) -> int:
     return os.getpid()
 
 
-def start_ray(address: str | None, every: int = 5, cpus_per_task: int = 1) -> list[Any]:
+def task_slots(ray: Any, cpus_per_task: int, workers: int | None = None) -> int:
+    """Tasks in flight at once: ``workers`` if given, else as many as the cluster's CPUs hold."""
+    if cpus_per_task < 1:
+        raise UsageError(f"--cpus-per-task must be >= 1, not {cpus_per_task}")
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+
+
+def start_ray(
+    address: str | None, every: int = 5, cpus_per_task: int = 1, workers: int | None = None
+) -> list[Any]:
     """Connect to (or start) Ray and warm one worker per task slot in the background.
 
     Called before the driver builds its detector, so the workers' imports and model loading (several
     seconds per fresh process, paid once per worker) overlap the driver's own start-up instead of delaying
-    the first task. Returns the warm-up refs (nothing needs to wait for them).
+    the first task. Only the slots the run will use are warmed. Returns the warm-up refs (nothing needs to
+    wait for them).
     """
-    if cpus_per_task < 1:
-        raise UsageError(f"--cpus-per-task must be >= 1, not {cpus_per_task}")
     ray = init_ray(address)
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+    slots = task_slots(ray, cpus_per_task, workers)
     warm = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_warm_worker)
     return [warm.remote(every) for _ in range(slots)]
 
@@ -403,9 +411,8 @@ def analyze_ray_raw(
 
     log = log or (lambda message: print(message, file=sys.stderr))
     ray = init_ray(address)
+    limit = task_slots(ray, cpus_per_task, workers)
     remote = _remote(ray, cpus_per_task)
-    if cpus_per_task < 1:
-        raise UsageError(f"--cpus-per-task must be >= 1, not {cpus_per_task}")
     recipe_ref = ray.put(DetectorRecipe.of(detector, threads=int(cpus_per_task)))
     warmup = default_warmup(detector.every) if warmup is None else warmup
     plans: dict[str, list[Chunk]] = {}
@@ -419,7 +426,6 @@ def analyze_ray_raw(
             count = min(count, max_frames)
         plans[label] = plan_chunks(count, chunk_frames, warmup, detector.every, detector.frame_step)
     tasks = [(label, chunk) for label, chunks in plans.items() for chunk in chunks]
-    limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
     results: dict[tuple[str, int], ChunkResult] = {}
     pending: dict[Any, tuple[str, Chunk]] = {}
     queue = list(tasks)

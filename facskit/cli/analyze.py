@@ -116,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.chunk_frames < 1 or (args.max_frames is not None and args.max_frames < 1):
         raise UsageError("--chunk-frames and --max-frames must be >= 1")
+    if args.cpus_per_task < 1:  # checked before --ray starts a cluster
+        raise UsageError(f"--cpus-per-task must be >= 1, not {args.cpus_per_task}")
     if args.ray is not None:
         from facskit.analyze.distributed import start_ray
 
-        start_ray(args.ray, every=args.every, cpus_per_task=args.cpus_per_task)  # workers warm up meanwhile
+        start_ray(args.ray, args.every, args.cpus_per_task, args.workers)  # workers warm up meanwhile
     with warnings.catch_warnings():
         if args.quiet:
             warnings.simplefilter("ignore")
