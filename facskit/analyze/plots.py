@@ -206,20 +206,21 @@ def _read_frame(file: str, index: int) -> np.ndarray:
     raise UsageError(f"{file} has no frame {index}")
 
 
-def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.svg`` (atomically); returns the paths."""
+def write_figure(fig: Figure, path: str | Path, dpi: float | str = "figure") -> Path:
+    """Save ``fig`` to ``path`` atomically, creating its folder; the format is the suffix's (PNG without
+    one) and ``dpi="figure"`` keeps the figure's own resolution."""
     from facskit.analyze.results import atomic_write
 
-    paths = []
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
+    return path
 
-        def write(tmp: Path, fmt: str = fmt) -> None:
-            fig.savefig(tmp, format=fmt, dpi=DPI)
 
-        atomic_write(path, write)
-        paths.append(path)
-    return paths
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and ``stem.svg`` (atomically); returns the paths."""
+    return [write_figure(fig, stem.with_name(f"{stem.name}.{fmt}"), DPI) for fmt in formats]
 
 
 def save_plots(result: pd.DataFrame, out_dir: Path, prefix: str = "") -> list[Path]:

@@ -128,6 +128,8 @@ def plot_compare(results: Sequence[dict[str, Any]], path: str | Path, metric: st
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from facskit.analyze.plots import write_figure
+
     names = [*_au_names(results), "Mean"]
     width = 0.8 / max(len(results), 1)
     fig, ax = plt.subplots(
@@ -147,9 +149,7 @@ def plot_compare(results: Sequence[dict[str, Any]], path: str | Path, metric: st
     ax.legend(fontsize=7)
     ax.set_title(f"{label} per AU")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    path = write_figure(fig, path)
     plt.close(fig)
     return path
 

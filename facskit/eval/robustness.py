@@ -156,6 +156,8 @@ def plot_robustness(result: RobustnessResult, path: str | Path, title: str | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from facskit.analyze.plots import write_figure
+
     table = result.table
     aus = [c for c in table.columns if c.startswith("AU")]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
@@ -168,9 +170,7 @@ def plot_robustness(result: RobustnessResult, path: str | Path, title: str | Non
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if len(aus) > 6 else 1, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    path = write_figure(fig, path)
     plt.close(fig)
     return path
 
