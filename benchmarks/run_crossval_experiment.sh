@@ -46,7 +46,7 @@ facskit crossval scc-lite --data "$WORK/cache" --folds 3 --out "$WORK/cv-scc-lit
 
 # 3. Robustness to landmark noise (sigma in px of the 256 crop), each fold's model on its held-out subjects.
 for k in 0 1 2; do
-    facskit robustness "$WORK/cv-bmvc2018-lite/fold$k" --data "$WORK/cache" --noise 0,3,6,9,13,20 \
+    facskit robustness "$WORK/cv-bmvc2018-lite/fold$k/last.ckpt" --data "$WORK/cache" --noise 0,3,6,9,13,20 \
         --seed 0 --device "$DEVICE" --out "$WORK/robustness-bmvc2018-lite/fold$k"
 done
 

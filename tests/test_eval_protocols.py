@@ -286,6 +286,10 @@ def test_crossval_pools_and_resumes_fold_by_fold(cache_dir: Path, tmp_path: Path
     fold_iccs = [fold["mean"]["icc"] for fold in document["folds"]]
     assert document["mean_over_folds"]["mean"]["icc"] == pytest.approx(np.mean(fold_iccs))
     assert "Pooled over 2 folds" in (out / "report.md").read_text()
+    # The last checkpoint, not the epoch that scored best on the held-out (= test) fold.
+    assert [fold["checkpoint"] for fold in document["folds"]] == ["last.ckpt", "last.ckpt"]
+    with pytest.raises(UsageError, match="checkpoint must be one of"):
+        crossval("bmvc2018-lite", cache_dir, out, folds=2, checkpoint="final")
 
     stamp = (out / "fold0" / "best.ckpt").stat().st_mtime_ns
     second = crossval("bmvc2018-lite", cache_dir, out, folds=2, overrides=TINY, quiet=True)

@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass in evaluation")
     parser.add_argument("--device", default="cpu", help="evaluation device: cpu (default), cuda or auto")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="fold checkpoint to evaluate: last (default) or best (chosen on the held-out fold = test set)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no training progress output")
     parser.add_argument(
         "overrides",
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         batch_size=args.batch_size,
         device=args.device,
+        checkpoint=args.checkpoint,
         quiet=args.quiet,
     )
     print(result.markdown)

@@ -11,6 +11,11 @@ resume). Then:
   see its subject) and scored once; this is the number most AU papers report for k-fold CV;
 * **mean over folds**: each fold scored on its own, then averaged (with the spread across folds).
 
+Each fold's *last* checkpoint is evaluated by default (``checkpoint="last"``). The trainer validates on the
+held-out fold, and its ``best.ckpt`` is the epoch with the best ICC there; with k-fold CV that fold is the
+test set, so picking the epoch on it would report a test-tuned number (``checkpoint="best"`` does so on
+request, and the metrics say which one was used).
+
 ``OUT/metrics.json`` holds both (its top-level ``per_au``/``mean`` are the pooled ones, so ``facskit
 compare`` reads it like any evaluation), ``OUT/report.md`` both tables, ``OUT/predictions.parquet`` the
 pooled predictions with a ``fold`` column.
@@ -36,6 +41,10 @@ from facskit.eval.evaluate import (
     write_json,
     write_predictions,
 )
+from facskit.eval.predict import BEST_CHECKPOINT, LAST_CHECKPOINT
+
+# Which checkpoint of a fold is evaluated (see the module doc: "best" is chosen on the test fold).
+CHECKPOINTS = {"last": LAST_CHECKPOINT, "best": BEST_CHECKPOINT}
 
 __all__ = ["CrossvalResult", "crossval", "fold_dir", "mean_over_folds"]
 
@@ -110,14 +119,17 @@ def crossval_markdown(metrics: dict[str, Any]) -> str:
     if spread.get("icc") is not None:
         parts.append(f"Mean ICC across folds: std {spread['icc']:.3f}\n")
     lines = [
-        "| Fold | Test subjects | Frames | ICC | MAE | PCC | F1 |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| Fold | Test subjects | Frames | Checkpoint | ICC | MAE | PCC | F1 |",
+        "|---:|---|---:|---|---:|---:|---:|---:|",
     ]
     for fold in folds:
         m = fold["mean"]
         cells = ["-" if m.get(k) is None else f"{m[k]:.2f}" for k in ("icc", "mae", "pcc", "f1")]
         subjects = ", ".join(fold.get("subjects", []))
-        lines.append(f"| {fold['fold']} | {subjects} | {fold['n_frames']} | " + " | ".join(cells) + " |")
+        checkpoint = fold.get("checkpoint", BEST_CHECKPOINT)
+        lines.append(
+            f"| {fold['fold']} | {subjects} | {fold['n_frames']} | {checkpoint} | " + " | ".join(cells) + " |"
+        )
     parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 
@@ -132,6 +144,7 @@ def crossval(
     threshold: float = 2.0,
     batch_size: int = 32,
     device: str = "cpu",
+    checkpoint: str = "last",
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> CrossvalResult:
@@ -147,6 +160,8 @@ def crossval(
 
     if folds < 2:
         raise UsageError(f"cross-validation needs at least 2 folds, got {folds}")
+    if checkpoint not in CHECKPOINTS:
+        raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
     reserved = [o for o in overrides if o.split("=", 1)[0].strip() in ("data.fold", "data.folds")]
     if reserved:
         raise UsageError(f"{', '.join(reserved)}: folds are set by crossval (use --folds)")
@@ -177,9 +192,15 @@ def crossval(
             train(fold_config, directory, cache=data, quiet=quiet)
             note(f"fold {k}: evaluating on its held-out subjects")
             result = evaluate(
-                directory, data, split="test", threshold=threshold, batch_size=batch_size, device=device
+                directory / CHECKPOINTS[checkpoint],
+                data,
+                split="test",
+                threshold=threshold,
+                batch_size=batch_size,
+                device=device,
             )
             metrics, predictions = result.metrics, result.predictions
+            metrics["checkpoint"] = CHECKPOINTS[checkpoint]
             metrics["subjects"] = sorted(predictions["subject"].astype(str).unique().tolist())
             # Predictions first, metrics last: metrics.json marks the fold finished.
             write_predictions(predictions, directory / PREDICTIONS_FILE)
@@ -203,6 +224,7 @@ def crossval(
                 "fold": k,
                 "subjects": m.get("subjects", []),
                 "n_frames": m.get("n_frames", 0),
+                "checkpoint": m.get("checkpoint", BEST_CHECKPOINT),  # folds finished before it was recorded
                 "mean": m["mean"],
                 "per_au": m["per_au"],
             }
