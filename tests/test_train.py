@@ -146,10 +146,40 @@ def test_augmentation_is_deterministic_and_moves_landmarks_with_the_image() -> N
     assert item["heatmaps"].shape == (3, 16, 16) and item["image"].shape == (3, 64, 64)
 
 
-def _spec() -> Any:
+def _spec(input_size: int = 64) -> Any:
     from facskit.models import create_model
 
-    return create_model("bmvc2018-tiny", width=32, depth=2, input_size=64, aus=AUS).spec
+    return create_model("bmvc2018-tiny", width=32, depth=2, input_size=input_size, aus=AUS).spec
+
+
+def test_a_crop_larger_than_the_input_is_resized_before_anything_else() -> None:
+    """128 crops for a 64-input model: the validation item must be what inference computes from the full
+    crop (preprocess's resize; the targets drawn from the full-size landmarks), and the augmented item must
+    come out at the input size with its landmarks (hence heatmaps) in that grid."""
+    from facskit.models.spec import preprocess
+    from facskit.targets import gaussian_heatmaps
+
+    cache = MemoryCache(2, size=128)
+    spec = _spec(64)
+    item = HeatmapDataset(cache, [0, 1], spec, augment=None)[(0, 1)]
+    sample = cache[1]
+    expected = preprocess(sample["image"][None], spec)[0]
+    assert item["image"].shape == (3, 64, 64)
+    one_grey_level = 1.0 / min(spec.std)  # the resized crop is rounded to uint8
+    difference = (item["image"] - expected).abs()
+    assert float(difference.max()) <= 1.01 * one_grey_level
+    assert float(difference.mean()) < 0.5 * one_grey_level
+    full = gaussian_heatmaps(
+        au_points(sample["landmarks"][None], AUS).astype(np.float32),
+        np.nan_to_num(sample["intensities"])[None],
+        spec.convention,
+        crop_size=128,
+        map_size=spec.map_size,
+    )[0]
+    np.testing.assert_allclose(item["heatmaps"].numpy(), full, atol=1e-4)
+    config = apply_overrides(Config(), [])
+    augmented = HeatmapDataset(cache, [0], spec, config.augment, seed=0)[(0, 0)]
+    assert augmented["image"].shape == (3, 64, 64) and augmented["heatmaps"].shape == (3, 16, 16)
 
 
 def test_step_sampler_splits_steps_across_ranks_and_micro_batches() -> None:

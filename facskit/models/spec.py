@@ -130,6 +130,20 @@ def preprocess(crops: np.ndarray | torch.Tensor, spec: ModelSpec) -> torch.Tenso
     return x
 
 
+def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """uint8 crops ``(B, S, S, 3)`` -> ``(B, size, size, 3)`` uint8 with :func:`preprocess`'s filter.
+
+    The training loader resizes a 256-pixel cache crop to a 128-input model's size *before* augmenting
+    it, so the warp, colour jitter and normalisation touch a quarter of the pixels. Using the same
+    antialiased bilinear filter as :func:`preprocess` keeps the training images what inference sees
+    (they differ only by rounding to uint8, under 1 grey level).
+    """
+    # A channels-last uint8 view takes PyTorch's vectorised uint8 path: 10x the float one, within 1 level.
+    x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.uint8)).permute(0, 3, 1, 2)
+    y = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return y.permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def intensity_from_heatmaps(maps: torch.Tensor, convention: Convention) -> torch.Tensor:
     """Heatmaps (B, P, H, W) -> AU intensities (B, A) on the 0-5 scale.
 
@@ -169,5 +183,6 @@ __all__ = [
     "DISFA_AUS",
     "ModelSpec",
     "intensity_from_heatmaps",
+    "resize_crops",
     "preprocess",
 ]

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from facskit.align import rescale_points
 from facskit.aus import au_points
 from facskit.config import AugmentConfig
-from facskit.models.spec import ModelSpec, preprocess
+from facskit.models.spec import ModelSpec, preprocess, resize_crops
 from facskit.targets import gaussian_heatmaps, heatmap_weights
 from facskit.train.augment import augment_sample
 
@@ -84,6 +85,12 @@ class HeatmapDataset(Dataset):
         image = np.asarray(sample["image"])
         landmarks = np.asarray(sample["landmarks"], dtype=np.float32)
         intensities = np.asarray(sample["intensities"], dtype=np.float32)[self.columns]  # (A,)
+        crop_size, size = image.shape[0], self.spec.input_size
+        if crop_size > size:
+            # Down to the network's size first: augmenting a 256 crop for a 128-input model spent most of
+            # the loader's time on pixels the resize then threw away (benchmarks/results/train_throughput.md).
+            image = resize_crops(image[None], size)[0]
+            landmarks = rescale_points(landmarks, crop_size, size).astype(np.float32)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, int(epoch), frame])
             image, landmarks = augment_sample(image, landmarks, self.augment, rng)
