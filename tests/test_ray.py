@@ -104,13 +104,3 @@ def test_start_ray_warms_one_worker_per_task_slot(ray_local) -> None:
     assert len(start_ray(None, workers=1)) == 1  # only the slots the run will use
     with pytest.raises(UsageError, match="cpus-per-task"):
         start_ray(None, cpus_per_task=0)
-
-
-def test_start_ray_imports_the_drivers_modules_while_ray_starts(ray_local) -> None:
-    import sys
-
-    from facskit.analyze.distributed import start_ray
-
-    sys.modules.pop("colorsys", None)
-    start_ray(None, workers=1, preload=("colorsys", "facskit.no_such_module"))
-    assert "colorsys" in sys.modules  # imported by the loader thread, joined before start_ray returns

@@ -48,8 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # Frames per time chunk: ~3 minutes of 25 fps video, a few minutes of work per task on one core.
 DEFAULT_CHUNK_FRAMES = 4500
 MAX_RETRIES = 3
-# What the driver of `facskit analyze --ray` imports before its first task (the optional ones may be absent).
-DRIVER_MODULES = ("torch", "onnxruntime", "facskit.analyze.detector", "facskit.analyze.runner")
 FALLBACK_WARMUP_FACTOR = 4
 
 
@@ -341,17 +339,12 @@ def _remote(ray: Any, cpus_per_task: int) -> Any:
     return ray.remote(num_cpus=cpus_per_task, max_retries=MAX_RETRIES)(analyze_chunk)
 
 
-def _import_ray() -> Any:
+def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
+    """``ray.init`` on ``address`` (``None``/``"local"``: a local instance) unless already connected."""
     try:
         import ray
     except ImportError:
         raise UsageError("--ray needs Ray: pip install 'facskit[ray]'") from None
-    return ray
-
-
-def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
-    """``ray.init`` on ``address`` (``None``/``"local"``: a local instance) unless already connected."""
-    ray = _import_ray()
     if not ray.is_initialized():
         if address in (None, "local"):
             ray.init(
@@ -386,23 +379,8 @@ def task_slots(ray: Any, cpus_per_task: int, workers: int | None = None) -> int:
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
 
 
-def _import_quietly(modules: Sequence[str]) -> None:
-    """Import ``modules``; a failure is left for the caller's own import to report in its thread."""
-    import importlib
-
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - raised again where the main thread imports it
-            continue
-
-
 def start_ray(
-    address: str | None,
-    every: int = 5,
-    cpus_per_task: int = 1,
-    workers: int | None = None,
-    preload: Sequence[str] = DRIVER_MODULES,
+    address: str | None, every: int = 5, cpus_per_task: int = 1, workers: int | None = None
 ) -> list[Any]:
     """Connect to (or start) Ray and warm one worker per task slot in the background.
 
@@ -410,24 +388,11 @@ def start_ray(
     seconds per fresh process, paid once per worker) overlap the driver's own start-up instead of delaying
     the first task. Only the slots the run will use are warmed. Returns the warm-up refs (nothing needs to
     wait for them).
-
-    ``preload`` (the driver's heavy modules: torch, OpenCV, dlib, ONNX Runtime; 4-5 s) is imported in a
-    thread while ``ray.init`` runs: a local ``ray.init`` spends its ~3.5 s waiting for the GCS and raylet
-    processes to come up, so the two overlap instead of adding up. Ray itself (and with it numpy and the
-    other modules both sides use) is imported first, in this thread, before the loader starts.
     """
-    import threading
-
-    _import_ray()
-    loader = threading.Thread(target=_import_quietly, args=(tuple(preload),), daemon=True)
-    loader.start()
-    try:
-        ray = init_ray(address)
-        slots = task_slots(ray, cpus_per_task, workers)
-        warm = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_warm_worker)
-        return [warm.remote(every) for _ in range(slots)]
-    finally:
-        loader.join()
+    ray = init_ray(address)
+    slots = task_slots(ray, cpus_per_task, workers)
+    warm = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_warm_worker)
+    return [warm.remote(every) for _ in range(slots)]
 
 
 def analyze_ray_raw(
