@@ -21,12 +21,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def _parse_arch(text: str) -> dict:
-    """``scc=false,false,false;k=3`` -> {"scc": (False, False, False), "k": 3}."""
+    """``scc=false,false,false;k=3;nodes=pixels`` -> {"scc": (False,) * 3, "k": 3, "nodes": "pixels"}."""
     out: dict = {}
     for item in filter(None, text.split(";")):
         key, value = item.split("=", 1)
         parts = [v.strip().lower() for v in value.split(",")]
-        parsed = [p == "true" if p in ("true", "false") else int(p) for p in parts]
+        parsed = [
+            p == "true" if p in ("true", "false") else int(p) if p.lstrip("-").isdigit() else p for p in parts
+        ]
         out[key.strip()] = tuple(parsed) if len(parsed) > 1 else parsed[0]
     return out
 

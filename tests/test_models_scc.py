@@ -124,3 +124,47 @@ def test_backbone_weights_load_and_mismatches_are_listed(tmp_path: Path) -> None
         load_trunk_weights(target, tmp_path / "broken.pth")
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_trunk_weights(ResNetTrunk("resnet18", 32), tmp_path / "imagenet.pth")
+
+
+def _pixel_module(k: int = 3, channels: int = 5, map_size: int = 4) -> SCCModule:
+    torch.manual_seed(0)
+    module = SCCModule(map_size, k, nodes="pixels", channels=channels)
+    with torch.no_grad():
+        module.bn.running_mean.uniform_(-0.2, 0.2)
+        module.bn.running_var.uniform_(0.5, 1.5)
+    return module
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_pixel_nodes_follow_a_permutation_of_the_pixels(training: bool) -> None:
+    """The reference code's graph: nodes are pixels, so moving pixels around moves the output with them."""
+    module = _pixel_module().train(training)
+    x = torch.randn(2, 5, 4, 4)
+    perm = torch.randperm(16)
+    out = module(x).flatten(2)
+    out_perm = module(x.flatten(2)[:, :, perm].reshape(2, 5, 4, 4)).flatten(2)
+    assert torch.allclose(out[:, :, perm], out_perm, atol=1e-5)
+
+
+def test_pixel_nodes_with_k1_are_a_1x1_convolution() -> None:
+    module = _pixel_module(k=1).eval()
+    x = torch.randn(2, 5, 4, 4)
+    phi, bn = module.edge.weight[:, :5], module.bn  # (C, C): one shared 1x1 filter bank
+    expected = torch.einsum("oc,bchw->bohw", phi, x)
+    shape = (1, 5, 1, 1)
+    expected = (expected - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps)
+    expected = torch.relu(expected * bn.weight.view(shape) + bn.bias.view(shape))
+    with torch.no_grad():
+        assert torch.allclose(module(x), expected, atol=1e-5)
+
+
+def test_pixel_nodes_need_their_channel_count_and_build_a_network() -> None:
+    with pytest.raises(ValueError, match="needs the number of channels"):
+        SCCModule(4, 3, nodes="pixels")
+    with pytest.raises(ValueError, match="nodes must be one of"):
+        SCCModule(4, 3, nodes="edges")
+    torch.manual_seed(0)
+    model = create_model("scc-lite", input_size=64, nodes="pixels").train()
+    assert model.head.sccs[0].edge.weight.shape == (128, 256)  # (C, 2C) at the first level
+    (model(torch.randn(2, 3, 64, 64)) ** 2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -28,6 +28,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
         "head_channels": (256, 128, 64),
         "scc": (True,) * 3,
         "k": 7,
+        "nodes": "channels",
     },
 }
 

@@ -23,6 +23,13 @@ Decisions read off the reference code (model_graph.py):
     stated semantics, channels as nodes; the weight shapes are the same because N = C and L = M^2 at all
     three levels.
 
+``nodes="pixels"`` (an option, not the default) builds the graph the reference code actually computes:
+its reshape makes every pixel a node whose feature is that pixel's C-channel vector (the k-NN then joins
+pixels with similar features anywhere in the map, and phi, omega are (C, C): a shared 1x1 edge convolution
+that keeps every output at its own position). The default, ``"channels"``, is the paper's text: nodes are
+channels and phi, omega mix all L = M^2 positions, so an untrained module scrambles the spatial layout the
+heatmaps must keep (docs/design_notes.md compares the two).
+
 Cost: phi . f_i + omega . (f_j - f_i) = (phi - omega) . f_i + omega . f_j, so both linear maps are applied
 once per node (B, C, L) and the k edges are formed by gathering (B, C, k, L) sums: k times fewer FLOPs
 than convolving every edge, and the (B, C, k, 2L) edge tensor is never built. Training materialises the
@@ -59,35 +66,61 @@ def knn_channels(features: Tensor, k: int) -> Tensor:
         return dist.topk(k, dim=-1, largest=False).indices  # (B, C, k)
 
 
-class SCCModule(nn.Module):
-    """Semantic correspondence convolution over the channels of a (B, C, M, M) map (AAAI'20 eq. 1-3)."""
+NODE_KINDS = ("channels", "pixels")
 
-    def __init__(self, map_size: int, k: int = 7) -> None:
+
+class SCCModule(nn.Module):
+    """Semantic correspondence convolution on a (B, C, M, M) map (AAAI'20 eq. 1-3).
+
+    Below, "C" is the number of graph nodes and "L" the length of a node's feature: (C, M^2) with
+    ``nodes="channels"`` (the paper), (M^2, C) with ``nodes="pixels"`` (the reference code's reshape;
+    ``channels`` must then be given, as it sets the edge weight's size).
+    """
+
+    def __init__(
+        self, map_size: int, k: int = 7, nodes: str = "channels", channels: int | None = None
+    ) -> None:
         super().__init__()
         if k < 1:
             raise ValueError(f"k must be >= 1, not {k}")
+        if nodes not in NODE_KINDS:
+            raise ValueError(f"nodes must be one of {', '.join(NODE_KINDS)}, not {nodes!r}")
+        if nodes == "pixels" and not channels:
+            raise ValueError("nodes='pixels' needs the number of channels (the node feature length)")
         self.map_size = map_size
         self.k = k
-        length = map_size * map_size
+        self.nodes = nodes
+        length = map_size * map_size if nodes == "channels" else int(channels)  # type: ignore[arg-type]
         # One (L, 2L) weight [phi | omega] acting on [f_i, f_j - f_i]; no bias because BN follows.
         self.edge = nn.Linear(2 * length, length, bias=False)
         self.bn = nn.BatchNorm1d(length)
         nn.init.kaiming_normal_(self.edge.weight, nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, channels, height, width = x.shape
-        length = height * width
+        batch, planes, height, width = x.shape
         if height != self.map_size or width != self.map_size:
             raise ValueError(
                 f"SCC module built for {self.map_size}x{self.map_size} maps, got {height}x{width}"
             )
+        f = x.reshape(batch, planes, height * width)  # (B, C, M^2)
+        if self.nodes == "pixels":
+            f = f.transpose(1, 2)  # (B, M^2, C): a node per pixel
+        out = self._graph_conv(f)
+        if self.nodes == "pixels":
+            out = out.transpose(1, 2)
+        return out.reshape(batch, planes, height, width)
+
+    def _graph_conv(self, f: Tensor) -> Tensor:
+        """Node features (B, C, L) -> (B, C, L): k-NN graph, edge convolution, max over the neighbours."""
+        batch, channels, length = f.shape
+        if length != self.edge.out_features:
+            raise ValueError(f"SCC module built for node features of {self.edge.out_features}, got {length}")
         k = min(self.k, channels)
-        f = x.reshape(batch, channels, length)  # (B, C, L) node features
         idx = knn_channels(f, k)  # (B, C, k)
         phi, omega = self.edge.weight[:, :length], self.edge.weight[:, length:]  # (L, L) each
         centre = f @ (phi - omega).t()  # (B, C, L): (phi - omega) . f_i
         neighbour = (f @ omega.t()).reshape(batch * channels, length)  # (B*C, L): omega . f_j
-        flat_idx = idx + torch.arange(batch, device=x.device).view(batch, 1, 1) * channels  # (B, C, k)
+        flat_idx = idx + torch.arange(batch, device=f.device).view(batch, 1, 1) * channels  # (B, C, k)
 
         if self.training or torch.is_grad_enabled():
             # Memory: ReLU is monotone, so max_j ReLU(e_ij) = ReLU(max_j e_ij) and the ReLU runs on
@@ -99,7 +132,7 @@ class SCCModule(nn.Module):
             out = F.relu(edges.max(dim=2).values)  # (B, C, L)
         else:
             out = self._chunked_eval(centre, neighbour, flat_idx)
-        return out.reshape(batch, channels, height, width)
+        return out
 
     def _chunked_eval(self, centre: Tensor, neighbour: Tensor, flat_idx: Tensor) -> Tensor:
         """Inference without autograd: BN uses running statistics, so nodes are independent; walk them in
@@ -131,6 +164,7 @@ class SCCHead(nn.Module):
         n_maps: int,
         k: int = 7,
         scc: Sequence[bool] = (True, True, True),
+        nodes: str = "channels",
     ) -> None:
         super().__init__()
         if not len(channels) == len(map_sizes) == len(scc):
@@ -142,7 +176,7 @@ class SCCHead(nn.Module):
             )
             nn.init.normal_(deconv.weight, std=0.01)  # the reference's truncated_normal(0, 0.01)
             deconvs.append(nn.Sequential(deconv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)))
-            sccs.append(SCCModule(size, k) if use_scc else nn.Identity())
+            sccs.append(SCCModule(size, k, nodes, out_channels) if use_scc else nn.Identity())
             in_channels = out_channels
         self.deconvs = nn.ModuleList(deconvs)
         self.sccs = nn.ModuleList(sccs)
@@ -172,6 +206,7 @@ class SCCNet(AUModel):
         head_channels: Sequence[int] = (256, 128, 64),
         scc: Sequence[bool] = (True, True, True),
         k: int = 7,
+        nodes: str = "channels",
     ) -> None:
         super().__init__(spec)
         if spec.input_size % 32:
@@ -183,7 +218,7 @@ class SCCNet(AUModel):
             raise ValueError(
                 f"{len(head_channels)} deconvolutions give {sizes[-1]}-pixel maps, need {spec.map_size}"
             )
-        self.head = SCCHead(self.trunk.out_channels, head_channels, sizes, spec.n_maps, k, scc)
+        self.head = SCCHead(self.trunk.out_channels, head_channels, sizes, spec.n_maps, k, scc, nodes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trunk(x))  # (B, P, S/4, S/4)
