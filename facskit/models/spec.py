@@ -183,6 +183,6 @@ __all__ = [
     "DISFA_AUS",
     "ModelSpec",
     "intensity_from_heatmaps",
-    "resize_crops",
     "preprocess",
+    "resize_crops",
 ]
