@@ -118,3 +118,12 @@ def test_twin_scale_zero_keeps_only_reconstruction_and_sparsity() -> None:
     assert torch.allclose(
         half - off, 0.05 * (terms["cycle_au"] + terms["cycle_pose"] + terms["emb_au"] + terms["emb_pose"])
     )
+
+
+def test_twin_scale_can_hold_the_sparsity_too() -> None:
+    weights = LossWeights(sparsity=0.01, cycle=0.1, embedding=0.1)
+    assert weights.with_twin_scale(0.0).sparsity == 0.01  # the paper: the L1 from step 0
+    held = weights.with_twin_scale(0.0, sparsity_too=True)
+    assert held == LossWeights(sparsity=0.0, cycle=0.0, embedding=0.0)
+    assert weights.with_twin_scale(0.5, sparsity_too=True).sparsity == 0.005
+    assert weights.with_twin_scale(1.0, sparsity_too=True) == weights

@@ -134,3 +134,34 @@ def test_pose_field_grid_makes_the_pose_field_coarse() -> None:
 def test_pose_field_grid_rejects_bad_sizes(grid: int) -> None:
     with pytest.raises(ValueError, match="pose_field_grid"):
         TCAESpec(input_size=64, pose_field_grid=grid)
+
+
+def test_au_gate_mix_adds_the_gated_au_field_to_the_whole_pose_field() -> None:
+    g = torch.Generator().manual_seed(2)
+    fa, fp = torch.randn(2, 2, 8, 8, generator=g), torch.randn(2, 2, 8, 8, generator=g)
+    ma, mp = 5 * torch.randn(2, 1, 8, 8, generator=g), 5 * torch.randn(2, 1, 8, 8, generator=g)
+    field, aa, ap = combine_fields(fa, fp, ma, mp, "au_gate")
+    assert torch.allclose(aa, torch.sigmoid(ma)) and torch.all(ap == 1)
+    assert torch.allclose(field, fp + torch.sigmoid(ma) * fa, atol=1e-6)
+    # the pose logit has no say: the pose field cannot be masked into a local field
+    other, _, _ = combine_fields(fa, fp, ma, -mp, "au_gate")
+    assert torch.equal(field, other)
+    # a closed AU gate leaves exactly the pose field (eq. 3 would mix in alpha_P < 1 there)
+    closed, _, _ = combine_fields(fa, fp, torch.full_like(ma, -100.0), mp, "au_gate")
+    assert torch.allclose(closed, fp, atol=1e-6)
+    with pytest.raises(ValueError, match="field mix"):
+        combine_fields(fa, fp, ma, mp, "nope")
+
+
+def test_model_uses_its_field_mix() -> None:
+    torch.manual_seed(0)
+    spec = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix="au_gate")
+    model = TCAE(spec)
+    for decoder in (model.au_decoder, model.pose_decoder):
+        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    out = model(_image(seed=5), _image(seed=6))
+    assert torch.allclose(out.field, out.field_pose + out.alpha_au * out.field_au, atol=1e-6)
+    assert not torch.allclose(out.field, out.alpha_au * out.field_au + (1 - out.alpha_au) * out.field_pose)
+    assert TCAESpec().field_mix == "softmax"  # the paper's eq. 3 by default
+    with pytest.raises(ValueError, match="field_mix"):
+        TCAESpec(input_size=32, field_mix="nope")

@@ -122,3 +122,44 @@ def test_pose_field_grid_config_key() -> None:
         load_tcae_config("tcae-lite", ["model.pose_field_grid=1"])
     with pytest.raises(ConfigError, match="unknown config key"):
         load_tcae_config("tcae-lite", ["model.pose_grid=8"])
+
+
+def test_field_mix_config_key() -> None:
+    from facskit.config import ConfigError
+    from facskit.tcae.config import load_tcae_config
+
+    assert load_tcae_config("tcae").model.spec().field_mix == "softmax"  # the paper's eq. 3
+    config = load_tcae_config("tcae", ["model.field_mix=au_gate"])
+    assert config.model.spec().field_mix == "au_gate"
+    with pytest.raises(ConfigError, match="field_mix"):
+        load_tcae_config("tcae", ["model.field_mix=sum"])
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_sparsity_with_twins_is_held_in_the_loop(tmp_path, held: bool) -> None:
+    import json
+
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pretrain import pretrain_tcae
+
+    overrides = [
+        "model.input_size=32",
+        "model.filters=4",
+        "model.embedding_size=8",
+        "data.pairs_per_epoch=16",
+        "train.batch_size=8",
+        "train.epochs=1",
+        "train.device=cpu",
+        "run.log_every_steps=1",
+        "train.threads=1",
+        "loss.sparsity=10.0",  # large, so its share of the total is far above float rounding
+        "loss.twin_start_step=100",
+        f"loss.sparsity_with_twins={str(held).lower()}",
+    ]
+    pretrain_tcae(load_tcae_config("tcae-lite", overrides), _TinyCache(), tmp_path, quiet=True)
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "total" in s]
+    assert len(steps) == 2 and all(s["sparsity_au"] > 0 for s in steps)
+    for s in steps:  # during the hold the loss is L_rec alone, or L_rec + lambda_1 L1 without the flag
+        expected = s["rec"] + (0.0 if held else 10.0 * s["sparsity_au"])
+        assert s["total"] == pytest.approx(expected, rel=1e-5)

@@ -8,9 +8,10 @@ displacement field plus an attention logit: ``D_A(phi_s, phi_t) -> (tau_A, m_A)`
 
     tau = alpha_A * tau_A + alpha_P * tau_P,   (alpha_A, alpha_P) = softmax(m_A, m_P) per pixel
 
-warps ``I_s`` into ``I_t``. Because the AU field is pushed to be sparse and each changed face must re-encode
-to the right embeddings (the twin cycles), the AU embedding ends up describing facial actions and the pose
-embedding head motion; ``phi`` is then used for AU detection with few labels.
+warps ``I_s`` into ``I_t`` (``TCAESpec.field_mix = "au_gate"`` replaces eq. 3 by ``tau_P + sigmoid(m_A)
+tau_A``, see :func:`combine_fields`). Because the AU field is pushed to be sparse and each changed face must
+re-encode to the right embeddings (the twin cycles), the AU embedding ends up describing facial actions and
+the pose embedding head motion; ``phi`` is then used for AU detection with few labels.
 
 Sizes follow the reference implementation (mysee1989/TCAE, read, not copied): 256x256 RGB in [0, 1], a
 shared trunk of 4x4 stride-2 convolutions (32, 64, 128, 256, 256 channels, BN, LeakyReLU 0.2) followed by two
@@ -46,6 +47,7 @@ from torch import nn
 
 __all__ = [
     "TCAE",
+    "FIELD_MIXES",
     "TCAE_PRESETS",
     "TCAEOutput",
     "TCAESpec",
@@ -55,6 +57,10 @@ __all__ = [
     "tcae_spec",
     "warp",
 ]
+
+
+# Ways to combine the AU and pose fields into tau (TCAESpec.field_mix, combine_fields).
+FIELD_MIXES = ("softmax", "au_gate")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,11 @@ class TCAESpec:
     # upsampled back (align_corners=True), so head motion is smooth/global and local (AU) motion has to go
     # through the AU field. The attention masks stay at full resolution.
     pose_field_grid: int = 0
+    # How the two fields make tau (see combine_fields). "softmax": the paper's eq. 3, a per-pixel softmax of
+    # the two mask logits. "au_gate": tau = tau_P + sigmoid(m_A) tau_A - the pose field always applies in
+    # full and the AU mask only gates the AU field, so the pose *mask* cannot carve local motion out of the
+    # pose field (the loophole measured with pose_field_grid, benchmarks/results/tcae.md).
+    field_mix: str = "softmax"
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -80,13 +91,15 @@ class TCAESpec:
             raise ValueError(
                 f"pose_field_grid must be 0 (dense) or in [2, {self.input_size}], got {self.pose_field_grid}"
             )
+        if self.field_mix not in FIELD_MIXES:
+            raise ValueError(f"field_mix must be one of {', '.join(FIELD_MIXES)}, got {self.field_mix!r}")
 
     @property
     def levels(self) -> int:
         """Number of stride-2 steps from the input to 1x1 (8 for 256)."""
         return int(math.log2(self.input_size))
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
 
 
@@ -97,14 +110,14 @@ TCAE_PRESETS: dict[str, TCAESpec] = {
 }
 
 
-def tcae_spec(name: str, **overrides: int) -> TCAESpec:
+def tcae_spec(name: str, **overrides: int | str) -> TCAESpec:
     """The preset ``name`` with fields replaced; an unknown name lists the valid ones."""
     if name not in TCAE_PRESETS:
         raise KeyError(f"unknown TCAE preset {name!r}; choose from: {', '.join(TCAE_PRESETS)}")
     return replace(TCAE_PRESETS[name], **overrides)
 
 
-def create_tcae(name: str = "tcae", **overrides: int) -> TCAE:
+def create_tcae(name: str = "tcae", **overrides: int | str) -> TCAE:
     """A randomly initialised TCAE of the named preset."""
     return TCAE(tcae_spec(name, **overrides))
 
@@ -134,16 +147,31 @@ def warp(image: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
 
 
 def combine_fields(
-    field_au: torch.Tensor, field_pose: torch.Tensor, mask_au: torch.Tensor, mask_pose: torch.Tensor
+    field_au: torch.Tensor,
+    field_pose: torch.Tensor,
+    mask_au: torch.Tensor,
+    mask_pose: torch.Tensor,
+    mix: str = "softmax",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Paper eq. 3: tau = alpha_A tau_A + alpha_P tau_P with alpha = softmax over the two mask logits.
+    """The combined field tau and the two weights it used (``mix``, see :attr:`TCAESpec.field_mix`).
+
+    ``"softmax"`` is paper eq. 3: tau = alpha_A tau_A + alpha_P tau_P, alpha = softmax over the two logits
+    per pixel (alpha_A + alpha_P = 1). ``"au_gate"``: tau = tau_P + alpha_A tau_A with alpha_A =
+    sigmoid(m_A) and alpha_P = 1; the pose logit is unused. Why the second: with eq. 3 a dense alpha_P can
+    scale a smooth pose field into any local field, so the AU branch is never needed; with the gate the
+    pose field is applied everywhere as it is, and only the AU field can add local motion.
 
     Args:
         field_au, field_pose: ``(B, 2, H, W)`` displacement fields.
         mask_au, mask_pose: ``(B, 1, H, W)`` attention logits.
     Returns:
-        ``(tau (B, 2, H, W), alpha_au (B, 1, H, W), alpha_pose (B, 1, H, W))``; alpha_au + alpha_pose = 1.
+        ``(tau (B, 2, H, W), alpha_au (B, 1, H, W), alpha_pose (B, 1, H, W))``.
     """
+    if mix == "au_gate":
+        alpha_au = torch.sigmoid(mask_au)
+        return field_pose + alpha_au * field_au, alpha_au, torch.ones_like(alpha_au)
+    if mix != "softmax":
+        raise ValueError(f"unknown field mix {mix!r}; choose from: {', '.join(FIELD_MIXES)}")
     alpha = torch.softmax(torch.cat((mask_au, mask_pose), dim=1), dim=1)  # (B, 2, H, W)
     alpha_au, alpha_pose = alpha[:, :1], alpha[:, 1:]  # (B, 1, H, W) each
     return alpha_au * field_au + alpha_pose * field_pose, alpha_au, alpha_pose
@@ -290,7 +318,9 @@ class TCAE(nn.Module):
 
         field_au, mask_au = self.au_decoder(phi_s, phi_t)  # tau_A: moves the AUs of I_s to those of I_t
         field_pose, mask_pose = self.pose_decoder(psi_s, psi_t)  # tau_P: moves the head pose
-        field, alpha_au, alpha_pose = combine_fields(field_au, field_pose, mask_au, mask_pose)  # eq. 3
+        field, alpha_au, alpha_pose = combine_fields(  # eq. 3 (or the AU gate)
+            field_au, field_pose, mask_au, mask_pose, self.spec.field_mix
+        )
         au_changed = warp(source, field_au)  # tau_A(I_s)
         pose_changed = warp(source, field_pose)  # tau_P(I_s)
         reconstruction = warp(source, field)  # tau(I_s), compared with I_t in L_rec

@@ -102,8 +102,16 @@ def au_timeline(rng: np.random.Generator, frames: int, activity: float = DEFAULT
     return np.round(np.clip(out, 0, 5), 2)
 
 
-def pose_timeline(rng: np.random.Generator, frames: int) -> list[Pose]:
-    """Slowly varying head pose: a per-sequence mean plus two low-frequency sinusoids per angle (degrees)."""
+def pose_timeline(rng: np.random.Generator, frames: int, head_motion: float = 1.0) -> list[Pose]:
+    """Slowly varying head pose: a per-sequence mean plus two low-frequency sinusoids per angle (degrees).
+
+    ``head_motion`` scales the motion *within* the sequence (the sinusoids of the angles, translation and
+    scale) but not the per-sequence mean pose; 0 gives a still head. It exists to make videos whose
+    frame-to-frame change is mostly facial actions (self-supervised TCAE experiments); the random draws
+    are the same for every value, so only the amplitudes change.
+    """
+    if head_motion < 0:
+        raise ValueError(f"head_motion must be >= 0, got {head_motion}")
     t = np.arange(frames) / FPS
     values = {}
     for name, limit, sd in (
@@ -116,10 +124,10 @@ def pose_timeline(rng: np.random.Generator, frames: int) -> list[Pose]:
             rng.uniform(0, sd * 0.6) * np.sin(2 * np.pi * t / rng.uniform(3, 12) + rng.uniform(0, 6.3))
             for _ in range(2)
         )
-        values[name] = np.clip(mean + wave, -limit, limit)
-    tx = rng.uniform(-0.05, 0.05) + 0.01 * np.sin(2 * np.pi * t / rng.uniform(4, 10))
-    ty = rng.uniform(-0.04, 0.04) + 0.01 * np.sin(2 * np.pi * t / rng.uniform(4, 10))
-    scale = rng.uniform(0.85, 1.12) * (1 + 0.02 * np.sin(2 * np.pi * t / rng.uniform(5, 15)))
+        values[name] = np.clip(mean + head_motion * wave, -limit, limit)
+    tx = rng.uniform(-0.05, 0.05) + head_motion * 0.01 * np.sin(2 * np.pi * t / rng.uniform(4, 10))
+    ty = rng.uniform(-0.04, 0.04) + head_motion * 0.01 * np.sin(2 * np.pi * t / rng.uniform(4, 10))
+    scale = rng.uniform(0.85, 1.12) * (1 + head_motion * 0.02 * np.sin(2 * np.pi * t / rng.uniform(5, 15)))
     return [
         Pose(
             float(values["yaw"][i]),
@@ -153,10 +161,14 @@ def generate_sequence(
     frames: int,
     rng: np.random.Generator,
     activity: float = DEFAULT_ACTIVITY,
+    head_motion: float = 1.0,
 ) -> Iterator[SynthFrame]:
-    """Yield ``frames`` rendered frames of one identity; everything random is drawn from ``rng``."""
+    """Yield ``frames`` rendered frames of one identity; everything random is drawn from ``rng``.
+
+    ``head_motion`` scales the head's motion within the sequence (:func:`pose_timeline`; 1 = default).
+    """
     intensities = au_timeline(rng, frames, activity)
-    poses = pose_timeline(rng, frames)
+    poses = pose_timeline(rng, frames, head_motion)
     for i in range(frames):
         aus = {code: float(v) for code, v in zip(SYNTH_AUS, intensities[i], strict=True) if v > 0}
         image, landmarks = renderer.render(identity, aus, poses[i], rng, scene)

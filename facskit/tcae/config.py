@@ -41,6 +41,9 @@ class TCAEModelConfig:
     branch_layers: int | None = None
     # Pose field restricted to an N x N grid, bilinearly upsampled (0: dense, as the paper; see TCAESpec).
     pose_field_grid: int | None = None
+    # How tau combines the two fields: "softmax" (paper eq. 3) or "au_gate" (tau_P + sigmoid(m_A) tau_A;
+    # see TCAESpec.field_mix). None keeps the preset's value.
+    field_mix: Literal["softmax", "au_gate"] | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -51,6 +54,7 @@ class TCAEModelConfig:
                 ("embedding_size", self.embedding_size),
                 ("branch_layers", self.branch_layers),
                 ("pose_field_grid", self.pose_field_grid),
+                ("field_mix", self.field_mix),
             )
             if v is not None
         }
@@ -105,6 +109,10 @@ class TCAELossConfig:
     # (facskit.tcae.losses.twin_ramp).
     twin_start_step: int = 0
     twin_ramp_steps: int = 0
+    # Hold and ramp lambda_1 (the AU field's L1) with the twin terms (false: from step 0, as the paper).
+    # With it from step 0 Adam keeps the AU decoder at zero while the pose decoder learns every warp
+    # (facskit.tcae.losses.LossWeights.with_twin_scale).
+    sparsity_with_twins: bool = False
 
     def weights(self) -> LossWeights:
         return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding)

@@ -41,9 +41,16 @@ class LossWeights:
     cycle: float = 0.1  # lambda_2
     embedding: float = 0.1  # lambda_3
 
-    def with_twin_scale(self, scale: float) -> LossWeights:
-        """These weights with lambda_2 and lambda_3 (the twin-cycle terms) multiplied by ``scale``."""
-        return LossWeights(sparsity=self.sparsity, cycle=self.cycle * scale, embedding=self.embedding * scale)
+    def with_twin_scale(self, scale: float, sparsity_too: bool = False) -> LossWeights:
+        """These weights with lambda_2 and lambda_3 (the twin-cycle terms) multiplied by ``scale``.
+
+        ``sparsity_too`` scales lambda_1 (the AU field's L1) as well. Why: at the start both decoders give
+        near-zero fields and the reconstruction's gradient on them is small and changes sign from batch to
+        batch, while the L1's gradient always points to zero; Adam normalises both, so the AU decoder is
+        held at zero from the first steps and only the pose decoder learns to warp.
+        """
+        sparsity = self.sparsity * scale if sparsity_too else self.sparsity
+        return LossWeights(sparsity=sparsity, cycle=self.cycle * scale, embedding=self.embedding * scale)
 
 
 def twin_ramp(step: int, start_step: int, ramp_steps: int) -> float:

@@ -337,7 +337,9 @@ def pretrain_tcae(
                     out_batch = net(source_batch, target_batch)
                 terms = tcae_loss_terms(out_batch, source_batch, target_batch)  # fp32 losses
                 twin = twin_ramp(step, config.loss.twin_start_step, config.loss.twin_ramp_steps)
-                loss, logged = reduce_terms(terms, weights.with_twin_scale(twin), window)
+                loss, logged = reduce_terms(
+                    terms, weights.with_twin_scale(twin, config.loss.sparsity_with_twins), window
+                )
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
