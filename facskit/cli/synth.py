@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="expected fraction of frames inside an expression episode (0.45: DISFA-like, mostly neutral; "
         "1-3: overlapping episodes, more AU examples for training a general model)",
     )
+    parser.add_argument(
+        "--head-motion",
+        type=float,
+        default=1.0,
+        help="scale of the head's motion within a sequence (1: default, 0: still; the mean pose is kept)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -46,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         args.sequences,
         args.quiet,
         args.activity,
+        args.head_motion,
     )
     if not args.quiet:
         print(f"wrote {manifest.parent} ({args.format}); ground truth in synth_ground_truth.parquet")

@@ -148,15 +148,17 @@ def _frames_of(
     renderer: FaceRenderer,
     sources: list[Path] | None,
     activity: float = DEFAULT_ACTIVITY,
+    head_motion: float = 1.0,
 ) -> tuple[Iterator[SynthFrame], dict[str, object]]:
-    """The frames of one sequence and the identity columns for its rows."""
+    """The frames of one sequence and the identity columns for its rows (``head_motion`` scales the
+    generated head motion; real-texture sequences keep the source's)."""
     identity = sample_identity(np.random.default_rng([seed, 0, spec.subject_index]), spec.subject_index)
     rng = np.random.default_rng([seed, 1, spec.subject_index, spec.sequence_index])
     if sources is None:
         scene = sample_scene(rng)
         columns: dict[str, object] = identity.as_columns()
         columns.update(texture_source="", base_expression_unknown=False, pose_source="generated")
-        return generate_sequence(renderer, identity, scene, frames, rng, activity), columns
+        return generate_sequence(renderer, identity, scene, frames, rng, activity, head_motion), columns
     source = sources[spec.subject_index % len(sources)]
     start = int(rng.integers(0, 200))
     columns = {
@@ -248,13 +250,16 @@ def write_dataset(
     sequences: int = 1,
     quiet: bool = False,
     activity: float = DEFAULT_ACTIVITY,
+    head_motion: float = 1.0,
 ) -> Path:
     """Generate and write a labelled synthetic dataset; returns the path of its manifest.
 
     ``frames`` is per sequence; ``sequences`` is the number of tasks per subject (BP4D, folder; DISFA has one
     video per subject). ``activity`` is the expected fraction of frames inside an expression episode
     (0.45: DISFA-like, most frames neutral; larger values overlap episodes, for training a general model).
-    The same arguments always give the same label files and images.
+    ``head_motion`` scales the head's motion within a sequence (1: default, 0: still; videos whose frames
+    differ mostly by facial actions, for self-supervised experiments). The same arguments always give the
+    same label files and images.
     """
     from facskit import __version__
     from facskit.io.progress import Progress
@@ -265,6 +270,8 @@ def write_dataset(
         raise UsageError(f"--size must be an even number of pixels in 256..512, got {size}")
     if activity <= 0:
         raise UsageError(f"--activity must be positive, got {activity}")
+    if head_motion < 0:
+        raise UsageError(f"--head-motion must be >= 0, got {head_motion}")
     if subjects < 1 or frames < 1:
         raise UsageError("--subjects and --frames must be at least 1")
     if not 1 <= sequences <= MAX_TASKS:
@@ -278,7 +285,7 @@ def write_dataset(
     folder_rows: list[dict[str, object]] = []
     progress = Progress(total=len(specs) * frames, unit="frames", quiet=quiet, label="synth")
     for spec in specs:
-        frame_iter, id_columns = _frames_of(spec, frames, seed, renderer, sources, activity)
+        frame_iter, id_columns = _frames_of(spec, frames, seed, renderer, sources, activity, head_motion)
         unknown = _unknown_mask(
             np.random.default_rng([seed, 2, spec.subject_index, spec.sequence_index]), frames
         )
