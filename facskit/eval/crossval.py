@@ -126,9 +126,10 @@ def crossval_markdown(metrics: dict[str, Any]) -> str:
         m = fold["mean"]
         cells = ["-" if m.get(k) is None else f"{m[k]:.2f}" for k in ("icc", "mae", "pcc", "f1")]
         subjects = ", ".join(fold.get("subjects", []))
-        checkpoint = fold.get("checkpoint", BEST_CHECKPOINT)
         lines.append(
-            f"| {fold['fold']} | {subjects} | {fold['n_frames']} | {checkpoint} | " + " | ".join(cells) + " |"
+            f"| {fold['fold']} | {subjects} | {fold['n_frames']} | {fold['checkpoint']} | "
+            + " | ".join(cells)
+            + " |"
         )
     parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
@@ -162,6 +163,7 @@ def crossval(
         raise UsageError(f"cross-validation needs at least 2 folds, got {folds}")
     if checkpoint not in CHECKPOINTS:
         raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
+    checkpoint_file = CHECKPOINTS[checkpoint]
     reserved = [o for o in overrides if o.split("=", 1)[0].strip() in ("data.fold", "data.folds")]
     if reserved:
         raise UsageError(f"{', '.join(reserved)}: folds are set by crossval (use --folds)")
@@ -192,7 +194,7 @@ def crossval(
             train(fold_config, directory, cache=data, quiet=quiet)
             note(f"fold {k}: evaluating on its held-out subjects")
             result = evaluate(
-                directory / CHECKPOINTS[checkpoint],
+                directory / checkpoint_file,
                 data,
                 split="test",
                 threshold=threshold,
@@ -200,7 +202,7 @@ def crossval(
                 device=device,
             )
             metrics, predictions = result.metrics, result.predictions
-            metrics["checkpoint"] = CHECKPOINTS[checkpoint]
+            metrics["checkpoint"] = checkpoint_file
             metrics["subjects"] = sorted(predictions["subject"].astype(str).unique().tolist())
             # Predictions first, metrics last: metrics.json marks the fold finished.
             write_predictions(predictions, directory / PREDICTIONS_FILE)
