@@ -40,8 +40,12 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def test_same_seed_gives_identical_bytes(tmp_path: Path, datasets: dict[str, Path]) -> None:
-    for fmt in ("bp4d", "disfa"):
+def test_same_seed_gives_identical_bytes_serial_or_parallel(
+    tmp_path: Path, datasets: dict[str, Path]
+) -> None:
+    # disfa again in one process; bp4d (4 sequences) and folder (its labels.csv gathered from the workers)
+    # with 2 worker processes: the same bytes and tables in the same order either way.
+    for fmt, workers in (("bp4d", 2), ("disfa", 1), ("folder", 2)):
         again = tmp_path / fmt
         write_dataset(
             again,
@@ -52,6 +56,7 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path, datasets: dict[str, Pat
             size=256,
             sequences=2 if fmt == "bp4d" else 1,
             quiet=True,
+            workers=workers,
         )
         first, second = _files(datasets[fmt]), _files(again)
         assert first.keys() == second.keys()

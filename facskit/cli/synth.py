@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="scale of the head's motion within a sequence (1: default, 0: still; the mean pose is kept)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes rendering sequences in parallel (same bytes as 1)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         args.quiet,
         args.activity,
         args.head_motion,
+        args.workers,
     )
     if not args.quiet:
         print(f"wrote {manifest.parent} ({args.format}); ground truth in synth_ground_truth.parquet")

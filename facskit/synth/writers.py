@@ -22,10 +22,12 @@ Files are written to a temporary name and renamed, so an interrupted run never l
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -239,6 +241,89 @@ def _unknown_mask(rng: np.random.Generator, frames: int) -> np.ndarray:
     return mask
 
 
+@dataclass(frozen=True)
+class _SequenceJob:
+    """One sequence to render and write (picklable: it crosses to a worker process)."""
+
+    root: Path
+    format: str
+    spec: SequenceSpec
+    frames: int
+    seed: int
+    size: int
+    sources: list[Path] | None
+    activity: float
+    head_motion: float
+
+
+def _write_sequence_quietly(job: _SequenceJob) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    return _write_sequence(job, lambda: None)
+
+
+def _write_sequence(
+    job: _SequenceJob, on_frame: Callable[[], object]
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Render one sequence and write its media and labels; returns its ground-truth and folder rows."""
+    root, format, spec, frames, seed = job.root, job.format, job.spec, job.frames, job.seed
+    renderer = FaceRenderer(job.size)
+    truth = GroundTruthTable()
+    folder_rows: list[dict[str, object]] = []
+    frame_iter, id_columns = _frames_of(
+        spec, frames, seed, renderer, job.sources, job.activity, job.head_motion
+    )
+    unknown = _unknown_mask(np.random.default_rng([seed, 2, spec.subject_index, spec.sequence_index]), frames)
+    collected: list[SynthFrame] = []
+    video = None
+    if format == "disfa":
+        rel = f"Videos_LeftCamera/LeftVideo{spec.subject}_comp.avi"
+        video = VideoWriter(root / rel, "mpeg4", job.size)
+    elif format == "folder":
+        rel = f"media/{spec.subject}_{spec.sequence}.mp4"
+        video = VideoWriter(root / rel, "libx264", job.size)
+    try:
+        for f in frame_iter:
+            if format == "disfa":
+                frame_no = f.index + 1
+                pts = np.delete(f.landmarks.astype(np.float64), DISFA_DROPPED_POINTS, axis=0)
+                _write_mat(root / f"Landmark_Points/{spec.subject}/tmp_frame_lm/l{frame_no:04d}_lm.mat", pts)
+            elif format == "bp4d":
+                frame_no = f.index + 1
+                rel = f"{spec.subject}/{spec.sequence}/{frame_no:04d}.jpg"
+                ok, data = cv2.imencode(
+                    ".jpg",
+                    cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+                )
+                atomic_write_bytes(root / rel, data.tobytes())
+            else:
+                frame_no = f.index
+                folder_rows.append(
+                    {
+                        "file": rel,
+                        "frame": frame_no,
+                        # The person, so that folds on the folder format are subject-exclusive.
+                        "subject": spec.subject,
+                        "sequence": spec.sequence,
+                        **{au_column(c): f"{v:.2f}" for c, v in zip(SYNTH_AUS, f.intensities, strict=True)},
+                    }
+                )
+            if video is not None:
+                video.write(f.image)
+            truth.add(spec, frame_no, rel, f, id_columns, unknown=bool(format == "bp4d" and unknown[f.index]))
+            collected.append(
+                SynthFrame(f.index, np.empty(0, np.uint8), f.landmarks, f.intensities, f.yaw, f.pitch, f.roll)
+            )
+            on_frame()
+    except BaseException:
+        if video is not None:
+            video.abort()
+        raise
+    if video is not None:
+        video.close()
+    _write_labels(root, format, spec, collected, unknown)
+    return truth.rows, folder_rows
+
+
 def write_dataset(
     out: Path | str,
     format: Format = "disfa",
@@ -251,6 +336,7 @@ def write_dataset(
     quiet: bool = False,
     activity: float = DEFAULT_ACTIVITY,
     head_motion: float = 1.0,
+    workers: int = 1,
 ) -> Path:
     """Generate and write a labelled synthetic dataset; returns the path of its manifest.
 
@@ -259,7 +345,7 @@ def write_dataset(
     (0.45: DISFA-like, most frames neutral; larger values overlap episodes, for training a general model).
     ``head_motion`` scales the head's motion within a sequence (1: default, 0: still; videos whose frames
     differ mostly by facial actions, for self-supervised experiments). The same arguments always give the
-    same label files and images.
+    same label files and images, whatever ``workers`` (processes rendering sequences in parallel).
     """
     from facskit import __version__
     from facskit.io.progress import Progress
@@ -274,79 +360,34 @@ def write_dataset(
         raise UsageError(f"--head-motion must be >= 0, got {head_motion}")
     if subjects < 1 or frames < 1:
         raise UsageError("--subjects and --frames must be at least 1")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
     if not 1 <= sequences <= MAX_TASKS:
         raise UsageError(f"--sequences must be 1..{MAX_TASKS}")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     sources = find_sources(Path(textures)) if textures is not None else None
     specs = _sequence_specs(format, subjects, 1 if format == "disfa" else sequences, seed)
-    renderer = FaceRenderer(size)
     truth = GroundTruthTable()
     folder_rows: list[dict[str, object]] = []
     progress = Progress(total=len(specs) * frames, unit="frames", quiet=quiet, label="synth")
-    for spec in specs:
-        frame_iter, id_columns = _frames_of(spec, frames, seed, renderer, sources, activity, head_motion)
-        unknown = _unknown_mask(
-            np.random.default_rng([seed, 2, spec.subject_index, spec.sequence_index]), frames
-        )
-        collected: list[SynthFrame] = []
-        video = None
-        if format == "disfa":
-            rel = f"Videos_LeftCamera/LeftVideo{spec.subject}_comp.avi"
-            video = VideoWriter(root / rel, "mpeg4", size)
-        elif format == "folder":
-            rel = f"media/{spec.subject}_{spec.sequence}.mp4"
-            video = VideoWriter(root / rel, "libx264", size)
-        try:
-            for f in frame_iter:
-                if format == "disfa":
-                    frame_no = f.index + 1
-                    pts = np.delete(f.landmarks.astype(np.float64), DISFA_DROPPED_POINTS, axis=0)
-                    _write_mat(
-                        root / f"Landmark_Points/{spec.subject}/tmp_frame_lm/l{frame_no:04d}_lm.mat", pts
-                    )
-                elif format == "bp4d":
-                    frame_no = f.index + 1
-                    rel = f"{spec.subject}/{spec.sequence}/{frame_no:04d}.jpg"
-                    ok, data = cv2.imencode(
-                        ".jpg",
-                        cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
-                    )
-                    atomic_write_bytes(root / rel, data.tobytes())
-                else:
-                    frame_no = f.index
-                    folder_rows.append(
-                        {
-                            "file": rel,
-                            "frame": frame_no,
-                            # The person, so that folds on the folder format are subject-exclusive.
-                            "subject": spec.subject,
-                            "sequence": spec.sequence,
-                            **{
-                                au_column(c): f"{v:.2f}"
-                                for c, v in zip(SYNTH_AUS, f.intensities, strict=True)
-                            },
-                        }
-                    )
-                if video is not None:
-                    video.write(f.image)
-                truth.add(
-                    spec, frame_no, rel, f, id_columns, unknown=bool(format == "bp4d" and unknown[f.index])
-                )
-                collected.append(
-                    SynthFrame(
-                        f.index, np.empty(0, np.uint8), f.landmarks, f.intensities, f.yaw, f.pitch, f.roll
-                    )
-                )
-                progress.update()
-        except BaseException:
-            if video is not None:
-                video.abort()
-            raise
-        if video is not None:
-            video.close()
-        _write_labels(root, format, spec, collected, unknown)
+    jobs = [
+        _SequenceJob(root, format, spec, frames, seed, size, sources, activity, head_motion) for spec in specs
+    ]
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            rows, folder = _write_sequence(job, progress.update)
+            truth.rows.extend(rows)
+            folder_rows.extend(folder)
+    else:
+        # Each sequence is seeded by its own indices, so a worker's output is byte for byte the serial one;
+        # results are gathered in the specs' order, so the tables are too.
+        context = mp.get_context("spawn")  # no fork of a parent holding codec or BLAS threads
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            for rows, folder in pool.map(_write_sequence_quietly, jobs):
+                truth.rows.extend(rows)
+                folder_rows.extend(folder)
+                progress.update(frames)
     progress.close()
     if format == "folder":
         csv = pd.DataFrame(folder_rows).to_csv(index=False, lineterminator="\n")
