@@ -33,13 +33,18 @@ def _batches(loader, steps: int):
         yield next(it)
 
 
-def _step(model, optimizer, batch, device, foreground_weight: float) -> None:
+def _step(model, optimizer, batch, device, foreground_weight: float, amp: bool = False) -> None:
+    import torch
+
     from facskit.train.loop import masked_mse
 
     images = batch["image"].to(device, non_blocking=True)
     targets = batch["heatmaps"].to(device, non_blocking=True)
     weights = batch["weights"].to(device, non_blocking=True)
-    loss = masked_mse(model(images), targets, weights, foreground_weight)
+    # amp: bf16 autocast as `facskit train` runs on CUDA with train.amp (its default)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        maps = model(images)
+    loss = masked_mse(maps.float(), targets, weights, foreground_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -52,7 +57,15 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(model_name: str, cache_dir: str, workers: int, batch_size: int, steps: int, device_name: str):
+def measure(
+    model_name: str,
+    cache_dir: str,
+    workers: int,
+    batch_size: int,
+    steps: int,
+    device_name: str,
+    amp: bool = False,
+):
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
@@ -87,22 +100,22 @@ def measure(model_name: str, cache_dir: str, workers: int, batch_size: int, step
 
     # in memory: the same batches, already built
     model.train()
-    _step(model, optimizer, held[0], device, 10.0)  # warm-up
+    _step(model, optimizer, held[0], device, 10.0, amp)  # warm-up
     _sync(device)
     began = time.perf_counter()
     for batch in held[1:]:
-        _step(model, optimizer, batch, device, 10.0)
+        _step(model, optimizer, batch, device, 10.0, amp)
     _sync(device)
     memory_rate = steps * batch_size / (time.perf_counter() - began)
     del held
 
     # real: loader and model together
     batches = _batches(loader(), steps + 1)
-    _step(model, optimizer, next(batches), device, 10.0)
+    _step(model, optimizer, next(batches), device, 10.0, amp)
     _sync(device)
     began = time.perf_counter()
     for batch in batches:
-        _step(model, optimizer, batch, device, 10.0)
+        _step(model, optimizer, batch, device, 10.0, amp)
     _sync(device)
     real_rate = steps * batch_size / (time.perf_counter() - began)
     return loader_rate, memory_rate, real_rate
@@ -123,6 +136,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the trainer")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast, as `facskit train` on CUDA")
     parser.add_argument("--out", help="write the markdown table here too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,7 +145,8 @@ def main() -> None:
         "# Training throughput: real loader vs batches in memory (benchmarks/bench_train_throughput.py)",
         "",
         f"Device: {where}; {os.cpu_count()} CPUs; trainer threads {args.threads}; batch {args.batch_size}; "
-        f"{args.steps} steps per rate; torch {torch.__version__}; load average "
+        f"{args.steps} steps per rate; {'bf16 autocast; ' if args.amp else ''}"
+        f"torch {torch.__version__}; load average "
         f"{os.getloadavg()[0]:.1f} at start.",
         f"Command: `python benchmarks/bench_train_throughput.py {' '.join(sys.argv[1:])}`",
         "",
@@ -142,7 +157,7 @@ def main() -> None:
     for name in args.models.split(","):
         for workers in (int(w) for w in args.workers.split(",")):
             loader_rate, memory_rate, real_rate = measure(
-                name, args.cache, workers, args.batch_size, args.steps, args.device
+                name, args.cache, workers, args.batch_size, args.steps, args.device, args.amp
             )
             row = (
                 f"| {name} | {workers} | {loader_rate:.1f} | {memory_rate:.1f} | {real_rate:.1f} | "
