@@ -80,6 +80,10 @@ class DataConfig:
     folds: int = 3
     # Seed of the subject-to-fold assignment; keep it fixed across folds of one experiment.
     fold_seed: int = 0
+    # With split "kfold": validate (and choose best.ckpt) on this many subjects taken out of the training
+    # folds instead of on the held-out fold, which is the test set of a cross-validation. 0 validates on
+    # the held-out fold (then only last.ckpt is a fair test-set model).
+    val_subjects: int = 0
     # Network input side in pixels; None uses the model spec's input_size (256 for the paper models).
     image_size: int | None = None
     # Use only the first N training frames (overfitting checks, quick experiments); None: all.

@@ -12,6 +12,7 @@ from facskit.data.folds import (
     fera2015_split,
     fold_split,
     subject_folds,
+    validation_split,
 )
 
 # The 27 DISFA subjects (SN014, SN015, SN019, SN020, SN022 do not exist).
@@ -50,6 +51,21 @@ def test_fold_split_masks_are_subject_exclusive() -> None:
         fold_split(index, k=3, fold=3)
     with pytest.raises(ValueError, match="cannot make 3"):
         subject_folds(["a", "b"], k=3)
+
+
+def test_validation_subjects_come_from_the_training_side_never_the_test_fold() -> None:
+    index = pd.DataFrame({"subject": np.repeat(DISFA_SUBJECTS, 4), "frame": np.tile(np.arange(4), 27)})
+    train, test = fold_split(index, k=3, fold=1, seed=0)
+    fit, val = validation_split(index, train, 3, seed=0)
+    subjects = index["subject"]
+    assert set(subjects[val]).isdisjoint(subjects[test]) and set(subjects[val]).isdisjoint(subjects[fit])
+    assert subjects[val].nunique() == 3 and (fit | val | test).all() and not (fit & val).any()
+    assert (fit | val).tolist() == train.tolist()  # whole subjects moved, nothing lost
+    again = validation_split(index, train, 3, seed=0)
+    assert again[1].tolist() == val.tolist()
+    assert validation_split(index, train, 3, seed=5)[1].tolist() != val.tolist()
+    with pytest.raises(ValueError, match="val_subjects must be in 1..17"):
+        validation_split(index, train, 18)
 
 
 def test_fera2015_partition() -> None:

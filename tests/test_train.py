@@ -264,3 +264,25 @@ def test_foreground_weight_counts_pixels_inside_the_gaussians_more() -> None:
     assert masked_mse(pred, target, weights, foreground_weight=10.0) == pytest.approx((90.0 + 1.0) / 16)
     weights[:] = 0.0  # an unknown label is ignored whatever the weighting
     assert masked_mse(pred, target, weights, foreground_weight=10.0) == 0.0
+
+
+def test_kfold_validation_subjects_keep_model_selection_off_the_test_fold() -> None:
+    import pandas as pd
+
+    from facskit.config import load_config
+    from facskit.errors import UsageError
+    from facskit.train.loop import _split_frames
+
+    subjects = [f"S{i:02d}" for i in range(12)]
+    index = pd.DataFrame({"subject": np.repeat(subjects, 5)})
+    cache = type("Cache", (), {"index": index, "__len__": lambda self: len(index)})()
+    plain_train, plain_val = _split_frames(cache, load_config("bmvc2018-lite", ["data.fold=2"]))
+    train, val = _split_frames(cache, load_config("bmvc2018-lite", ["data.fold=2", "data.val_subjects=2"]))
+    test_subjects = set(index.subject[plain_val])  # without val_subjects, validation is the test fold
+    assert set(index.subject[val]).isdisjoint(test_subjects) and index.subject[val].nunique() == 2
+    assert set(index.subject[train]).isdisjoint(index.subject[val])
+    assert sorted([*train, *val]) == sorted(plain_train.tolist())
+    with pytest.raises(UsageError, match="data.split=kfold"):
+        _split_frames(cache, load_config("bmvc2018-lite", ["data.split=none", "data.val_subjects=2"]))
+    with pytest.raises(UsageError, match="val_subjects must be in 1..7"):
+        _split_frames(cache, load_config("bmvc2018-lite", ["data.val_subjects=8"]))

@@ -61,6 +61,28 @@ def fold_split(
     return ~test, test
 
 
+def validation_split(
+    index: pd.DataFrame, train: np.ndarray, n_subjects: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move ``n_subjects`` whole subjects of the ``train`` mask into a validation mask; returns (train, val).
+
+    Under k-fold CV the held-out fold is the test set, so choosing the best epoch on it would tune on the test
+    data; these validation subjects come from the training side instead. Deterministic: the training subjects
+    are sorted and shuffled with ``default_rng([seed, 1])`` (a stream apart from :func:`subject_folds`').
+    """
+    subjects = index["subject"].astype(str)
+    candidates = sorted(subjects[train].unique())
+    if not 0 < n_subjects < len(candidates):
+        raise ValueError(
+            f"data.val_subjects must be in 1..{len(candidates) - 1} (the training side has "
+            f"{len(candidates)} subjects), got {n_subjects}"
+        )
+    order = np.random.default_rng([seed, 1]).permutation(len(candidates))
+    chosen = [candidates[i] for i in order[:n_subjects]]
+    val = subjects.isin(chosen).to_numpy() & train
+    return train & ~val, val
+
+
 def fera2015_split(index: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (train, development) for the FERA 2015 BP4D partition; other subjects are in neither."""
     subjects = index["subject"].astype(str).str.upper()

@@ -14,7 +14,8 @@ resume). Then:
 Each fold's *last* checkpoint is evaluated by default (``checkpoint="last"``). The trainer validates on the
 held-out fold, and its ``best.ckpt`` is the epoch with the best ICC there; with k-fold CV that fold is the
 test set, so picking the epoch on it would report a test-tuned number (``checkpoint="best"`` does so on
-request, and the metrics say which one was used).
+request, and the metrics say which one was used). With ``data.val_subjects=N`` among the overrides, each fold
+validates on N subjects taken out of its training folds instead, and ``checkpoint="best"`` is a fair choice.
 
 ``OUT/metrics.json`` holds both (its top-level ``per_au``/``mean`` are the pooled ones, so ``facskit
 compare`` reads it like any evaluation), ``OUT/report.md`` both tables, ``OUT/predictions.parquet`` the
@@ -168,6 +169,11 @@ def crossval(
     if reserved:
         raise UsageError(f"{', '.join(reserved)}: folds are set by crossval (use --folds)")
     note = log or ((lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr)))
+    if checkpoint == "best" and not load_config(config, overrides).data.val_subjects:
+        note(
+            "warning: best.ckpt is the best epoch on the held-out fold, i.e. the test set; add "
+            "data.val_subjects=N to choose it on N training-side subjects"
+        )
     data = open_cache(cache)
     cache_path = str(getattr(data, "path", cache))
     out = Path(out)

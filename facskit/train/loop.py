@@ -128,11 +128,13 @@ def _merge_resume_config(saved: Config, requested: Config, log: Callable[[str], 
 
 def _split_frames(cache: FrameCache, config: Config) -> tuple[np.ndarray, np.ndarray]:
     """Cache row numbers of the training and validation frames (subject-exclusive)."""
-    from facskit.data.folds import fera2015_split, fold_split
+    from facskit.data.folds import fera2015_split, fold_split, validation_split
 
     n = len(cache)
     d = config.data
     index = getattr(cache, "index", None)
+    if d.val_subjects and d.split != "kfold":
+        raise UsageError(f"data.val_subjects applies to data.split=kfold, not {d.split!r}")
     if d.split == "none":
         train, val = np.arange(n), np.arange(0)
     else:
@@ -142,6 +144,11 @@ def _split_frames(cache: FrameCache, config: Config) -> tuple[np.ndarray, np.nda
             train_mask, val_mask = fera2015_split(index)
         else:
             train_mask, val_mask = fold_split(index, d.folds, d.fold, d.fold_seed)
+            if d.val_subjects:
+                try:
+                    train_mask, val_mask = validation_split(index, train_mask, d.val_subjects, d.fold_seed)
+                except ValueError as error:
+                    raise UsageError(str(error)) from None
         train, val = np.flatnonzero(train_mask), np.flatnonzero(val_mask)
     return _evenly_spaced(train, d.max_train_frames), _evenly_spaced(val, d.max_val_frames)
 
