@@ -23,6 +23,7 @@ few pixels; the other AUs follow the FACS manual's descriptions of where each AU
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -243,7 +244,13 @@ def au_point_flip_permutation(codes: Sequence[int]) -> tuple[int, ...]:
 
 
 def _point_tables(codes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Landmark-averaging weights ``(2A, 68)`` and offsets ``(2A, 2)`` for the AUs, AU-major."""
+    """Landmark-averaging weights ``(2A, 68)`` and offsets ``(2A, 2)`` for the AUs, AU-major (read-only:
+    they are built once per AU list, since the training loader asks for them for every sample)."""
+    return _cached_point_tables(tuple(int(c) for c in codes))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_point_tables(codes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     aus = [get_au(c) for c in codes]
     weights = np.zeros((2 * len(aus), 68), dtype=np.float64)  # (2A, 68)
     offsets = np.zeros((2 * len(aus), 2), dtype=np.float64)  # (2A, 2)
@@ -251,6 +258,8 @@ def _point_tables(codes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         for j, point in enumerate(au.points):
             weights[2 * a + j, list(point.landmarks)] = 1.0 / len(point.landmarks)
             offsets[2 * a + j] = point.offset
+    weights.flags.writeable = False
+    offsets.flags.writeable = False
     return weights, offsets
 
 
@@ -273,8 +282,8 @@ def au_points(landmarks: Any, codes: Sequence[int]) -> Any:
         import torch
 
         lm = landmarks if landmarks.is_floating_point() else landmarks.double()
-        w = torch.as_tensor(weights, dtype=lm.dtype, device=lm.device)
-        off = torch.as_tensor(offsets, dtype=lm.dtype, device=lm.device)
+        w = torch.tensor(weights, dtype=lm.dtype, device=lm.device)  # a copy: the tables are read-only
+        off = torch.tensor(offsets, dtype=lm.dtype, device=lm.device)
         anchors = torch.einsum("pk,...kd->...pd", w, lm)  # (..., 2A, 2)
         eye = lm[..., EYE_CORNER_RIGHT, :] - lm[..., EYE_CORNER_LEFT, :]  # (..., 2)
         perp = torch.stack((-eye[..., 1], eye[..., 0]), dim=-1)  # (..., 2)
