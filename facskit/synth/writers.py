@@ -28,6 +28,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from facskit.aus import BP4D_AUS, DISFA_AUS, au_column
-from facskit.errors import UsageError
+from facskit.errors import FacskitError, UsageError
 from facskit.synth.face_model import SYNTH_AUS, sample_identity
 from facskit.synth.render import FaceRenderer, sample_scene
 from facskit.synth.sequence import DEFAULT_ACTIVITY, FPS, SynthFrame, au_timeline, generate_sequence
@@ -383,11 +384,16 @@ def write_dataset(
         # Each sequence is seeded by its own indices, so a worker's output is byte for byte the serial one;
         # results are gathered in the specs' order, so the tables are too.
         context = mp.get_context("spawn")  # no fork of a parent holding codec or BLAS threads
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-            for rows, folder in pool.map(_write_sequence_quietly, jobs):
-                truth.rows.extend(rows)
-                folder_rows.extend(folder)
-                progress.update(frames)
+        try:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+                for rows, folder in pool.map(_write_sequence_quietly, jobs):
+                    truth.rows.extend(rows)
+                    folder_rows.extend(folder)
+                    progress.update(frames)
+        except BrokenProcessPool:
+            raise FacskitError(
+                f"a synth worker process died (out of memory?); rerun with fewer --workers than {workers}"
+            ) from None
     progress.close()
     if format == "folder":
         csv = pd.DataFrame(folder_rows).to_csv(index=False, lineterminator="\n")
