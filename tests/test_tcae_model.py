@@ -165,3 +165,38 @@ def test_model_uses_its_field_mix() -> None:
     assert TCAESpec().field_mix == "softmax"  # the paper's eq. 3 by default
     with pytest.raises(ValueError, match="field_mix"):
         TCAESpec(input_size=32, field_mix="nope")
+
+
+@pytest.mark.parametrize("mix", ["softmax", "au_gate"])
+def test_pose_scale_zero_switches_the_pose_branch_off(mix: str) -> None:
+    torch.manual_seed(0)
+    spec = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix=mix)
+    model = TCAE(spec)
+    for decoder in (model.au_decoder, model.pose_decoder):
+        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    source, target = _image(seed=7), _image(seed=8)
+    full = model(source, target)
+    assert full.field_pose.abs().max() > 1e-3
+    assert torch.equal(model(source, target, pose_scale=1.0).field, full.field)  # 1 is the default
+    half = model(source, target, pose_scale=0.5)
+    assert torch.allclose(half.field_pose, 0.5 * full.field_pose)
+    assert torch.allclose(half.pose_changed, warp(source, half.field_pose))  # the scaled field is used
+
+    model.zero_grad()
+    off = model(source, target, pose_scale=0.0)
+    assert torch.all(off.field_pose == 0) and torch.all(off.field_pose_back == 0)
+    assert torch.equal(off.mask_pose, full.mask_pose)  # the logit keeps its value
+    # tau is the AU branch's part alone
+    assert torch.allclose(off.field, off.alpha_au * off.field_au, atol=1e-7)
+    assert torch.allclose(off.pose_changed, source, atol=1e-5)
+    loss = sum(v.abs().mean() for v in (off.reconstruction - target, off.pose_cycled, off.au_cycled))
+    loss = loss + off.psi_of_au_changed.abs().mean()  # reaches the pose branch of the encoder directly
+    loss.backward()
+    for name, p in model.pose_decoder.named_parameters():
+        assert p.grad is None or torch.all(p.grad == 0), name
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.au_decoder.parameters())
+    # and with the branch on, the pose decoder does get a gradient
+    model.zero_grad()
+    on = model(source, target)
+    (on.reconstruction - target).abs().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.pose_decoder.parameters())

@@ -163,3 +163,51 @@ def test_sparsity_with_twins_is_held_in_the_loop(tmp_path, held: bool) -> None:
     for s in steps:  # during the hold the loss is L_rec alone, or L_rec + lambda_1 L1 without the flag
         expected = s["rec"] + (0.0 if held else 10.0 * s["sparsity_au"])
         assert s["total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_pose_start_step_config_key() -> None:
+    from facskit.config import ConfigError
+    from facskit.tcae.config import load_tcae_config
+
+    for name in ("tcae", "tcae-lite"):  # the paper: both decoders from step 0
+        loss = load_tcae_config(name).loss
+        assert loss.pose_start_step == 0 and loss.pose_ramp_steps == 0
+    loss = load_tcae_config("tcae-lite", ["loss.pose_start_step=600", "loss.pose_ramp_steps=50"]).loss
+    assert (loss.pose_start_step, loss.pose_ramp_steps) == (600, 50)
+    with pytest.raises(ConfigError, match="pose_start_step"):
+        load_tcae_config("tcae-lite", ["loss.pose_start_step=-1"])
+
+
+@pytest.mark.parametrize("pose_start", [0, 1, 100])
+def test_pose_start_step_freezes_the_pose_decoder_in_the_loop(tmp_path, pose_start: int) -> None:
+    from facskit.models.tcae import TCAE
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pretrain import load_tcae, pretrain_tcae
+
+    overrides = [
+        "model.input_size=32",
+        "model.filters=4",
+        "model.embedding_size=8",
+        "model.field_mix=au_gate",
+        "data.pairs_per_epoch=16",
+        "train.batch_size=8",
+        "train.epochs=1",  # 2 steps
+        "train.device=cpu",
+        "run.log_every_steps=0",
+        "train.threads=1",
+        f"loss.pose_start_step={pose_start}",
+    ]
+    config = load_tcae_config("tcae-lite", overrides)
+    pretrain_tcae(config, _TinyCache(), tmp_path, quiet=True)
+    trained, info = load_tcae(tmp_path)
+    assert info["step"] == 2
+    torch.manual_seed(config.train.seed)  # the loop's initialisation
+    initial = TCAE(config.model.spec())
+
+    def changed(module: str) -> bool:
+        now = dict(getattr(trained, module).named_parameters())
+        return any(not torch.equal(p, now[name]) for name, p in getattr(initial, module).named_parameters())
+
+    assert changed("au_decoder")
+    # held for both steps: the pose decoder is exactly as initialised; started at step 0 or 1: it trains
+    assert changed("pose_decoder") == (pose_start < 2)

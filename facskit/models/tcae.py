@@ -266,6 +266,8 @@ class TCAEOutput:
     ``(B, E)``.
     Suffix ``_au`` is the AU branch; ``_pose`` the pose branch; ``*_of_au_changed`` are embeddings of the
     AU-changed face tau_A(I_s) (paper: phi_s^A, psi_s^A), ``*_of_pose_changed`` those of tau_P(I_s).
+    ``field_pose`` and ``field_pose_back`` are the pose fields as used, i.e. times ``pose_scale`` of
+    :meth:`TCAE.forward`.
     """
 
     phi_source: torch.Tensor
@@ -306,11 +308,17 @@ class TCAE(nn.Module):
         """``(B, 3, S, S)`` in [0, 1] -> ``(phi (B, E), psi (B, E))``: the features the probe uses."""
         return self.encoder(image)
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> TCAEOutput:
+    def forward(self, source: torch.Tensor, target: torch.Tensor, pose_scale: float = 1.0) -> TCAEOutput:
         """One twin-cycle pass on a batch of pairs ``(B, 3, S, S)`` in [0, 1].
 
         Source and target share one encoder call (and the two changed faces another) so BatchNorm sees
         both, and a DDP step has a single forward per module.
+
+        ``pose_scale`` multiplies the pose decoder's fields (tau_P and tau_-P) wherever they are used; 1 is
+        the paper. At 0 the pose branch is switched off: its fields are exactly zero, and no gradient
+        reaches the pose decoder or the pose branch of the encoder through them (nor through the pose
+        logit, which keeps its value), so with a zero initial Adam state they stay as initialised. The
+        training loop uses it to start the pose decoder after the AU decoder (``loss.pose_start_step``).
         """
         b = source.shape[0]
         phi, psi = self.encoder(torch.cat((source, target)))  # (2B, E) each
@@ -318,6 +326,10 @@ class TCAE(nn.Module):
 
         field_au, mask_au = self.au_decoder(phi_s, phi_t)  # tau_A: moves the AUs of I_s to those of I_t
         field_pose, mask_pose = self.pose_decoder(psi_s, psi_t)  # tau_P: moves the head pose
+        if pose_scale != 1.0:
+            field_pose = pose_scale * field_pose  # 0 * field: exact zeros and zero gradients
+            if pose_scale == 0.0:  # same logit value, but no gradient into the switched-off decoder
+                mask_pose = mask_pose.detach() + 0.0 * mask_pose
         field, alpha_au, alpha_pose = combine_fields(  # eq. 3 (or the AU gate)
             field_au, field_pose, mask_au, mask_pose, self.spec.field_mix
         )
@@ -332,6 +344,8 @@ class TCAE(nn.Module):
         phi_sa, phi_sp, psi_sa, psi_sp = phi_c[:b], phi_c[b:], psi_c[:b], psi_c[b:]
         field_au_back, _ = self.au_decoder(phi_sa, phi_s)  # tau_-A
         field_pose_back, _ = self.pose_decoder(psi_sp, psi_s)  # tau_-P
+        if pose_scale != 1.0:
+            field_pose_back = pose_scale * field_pose_back
         au_cycled = warp(au_changed.detach(), field_au_back)  # tau_-A(tau_A(I_s)) ~ I_s
         pose_cycled = warp(pose_changed.detach(), field_pose_back)  # tau_-P(tau_P(I_s)) ~ I_s
 

@@ -113,6 +113,15 @@ class TCAELossConfig:
     # With it from step 0 Adam keeps the AU decoder at zero while the pose decoder learns every warp
     # (facskit.tcae.losses.LossWeights.with_twin_scale).
     sparsity_with_twins: bool = False
+    # Start the pose decoder later than the AU decoder: its fields (tau_P, tau_-P) are multiplied by 0 for
+    # the first pose_start_step optimiser steps (exactly zero, no gradient into the pose decoder or the
+    # pose branch of the encoder), then by a factor ramping linearly to 1 over pose_ramp_steps (0 and 0:
+    # from step 0, as the paper). Why: whichever decoder learns the warps first keeps them, and in the lite
+    # runs the pose decoder did, leaving the AU branch unused (benchmarks/results/tcae.md); with the pose
+    # branch off, the AU branch has to start carrying the motion. Keep pose_start_step <= twin_start_step:
+    # with the twin terms on and tau_P = 0 the pose embedding term pulls psi_s towards psi_t.
+    pose_start_step: int = 0
+    pose_ramp_steps: int = 0
 
     def weights(self) -> LossWeights:
         return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding)
@@ -167,6 +176,9 @@ def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
         config.curriculum.curriculum()
     except (KeyError, ValueError) as error:
         raise ConfigError(str(error).strip("'\"")) from None
+    for key in ("pose_start_step", "pose_ramp_steps"):
+        if getattr(config.loss, key) < 0:
+            raise ConfigError(f"loss.{key} must be >= 0, got {getattr(config.loss, key)}")
     return config
 
 

@@ -333,8 +333,11 @@ def pretrain_tcae(
             for position, source_batch, target_batch in _prefetch(batches):
                 source_batch = source_batch.to(device, non_blocking=True)
                 target_batch = target_batch.to(device, non_blocking=True)
+                # the pose decoder's share: 0 before loss.pose_start_step, then ramped to 1 (same schedule
+                # shape as the twin terms; 1 throughout by default)
+                pose_scale = twin_ramp(step, config.loss.pose_start_step, config.loss.pose_ramp_steps)
                 with autocast():
-                    out_batch = net(source_batch, target_batch)
+                    out_batch = net(source_batch, target_batch, pose_scale=pose_scale)
                 terms = tcae_loss_terms(out_batch, source_batch, target_batch)  # fp32 losses
                 twin = twin_ramp(step, config.loss.twin_start_step, config.loss.twin_ramp_steps)
                 loss, logged = reduce_terms(
