@@ -126,8 +126,8 @@ class TorchBackend:
         from facskit.models.spec import preprocess
 
         with torch.inference_mode():
-            # uint8 to the device, then normalise there (on a GPU the host-side float work would cost more
-            # than the network; on the CPU the two lines are the old ones).
+            # uint8 to the device, then normalise there: on a GPU the host-side float work capped the stage
+            # at 2000-3300 frames/s (benchmarks/results/gpu_h100.md); on the CPU it is the same work.
             x = preprocess(torch.as_tensor(crops).to(self.device), self.spec)  # (B, 3, S, S)
             if self.precision == "bf16":
                 x = x.contiguous(memory_format=torch.channels_last)
