@@ -80,21 +80,27 @@ class _TinyCache:
         return self.images[i]
 
 
+# A TCAE small enough for a few CPU training steps in a test (tcae-lite overrides; each test adds its run).
+TINY_RUN = [
+    "model.input_size=32",
+    "model.filters=4",
+    "model.embedding_size=8",
+    "train.batch_size=8",
+    "train.device=cpu",
+    "train.threads=1",
+]
+
+
 def test_exact_resume(tmp_path) -> None:
     from facskit.tcae.config import load_tcae_config
     from facskit.tcae.pretrain import load_tcae, pretrain_tcae
 
     overrides = [
-        "model.input_size=32",
-        "model.filters=4",
-        "model.embedding_size=8",
+        *TINY_RUN,
         "data.pairs_per_epoch=32",
-        "train.batch_size=8",
         "train.epochs=2",
-        "train.device=cpu",
         "run.checkpoint_every_steps=1",
         "run.log_every_steps=0",
-        "train.threads=1",
     ]
     config = load_tcae_config("tcae-lite", overrides)
     cache = _TinyCache()
@@ -143,15 +149,10 @@ def test_sparsity_with_twins_is_held_in_the_loop(tmp_path, held: bool) -> None:
     from facskit.tcae.pretrain import pretrain_tcae
 
     overrides = [
-        "model.input_size=32",
-        "model.filters=4",
-        "model.embedding_size=8",
+        *TINY_RUN,
         "data.pairs_per_epoch=16",
-        "train.batch_size=8",
         "train.epochs=1",
-        "train.device=cpu",
         "run.log_every_steps=1",
-        "train.threads=1",
         "loss.sparsity=10.0",  # large, so its share of the total is far above float rounding
         "loss.twin_start_step=100",
         f"loss.sparsity_with_twins={str(held).lower()}",
@@ -185,16 +186,11 @@ def test_pose_start_step_freezes_the_pose_decoder_in_the_loop(tmp_path, pose_sta
     from facskit.tcae.pretrain import load_tcae, pretrain_tcae
 
     overrides = [
-        "model.input_size=32",
-        "model.filters=4",
-        "model.embedding_size=8",
+        *TINY_RUN,
         "model.field_mix=au_gate",
         "data.pairs_per_epoch=16",
-        "train.batch_size=8",
         "train.epochs=1",  # 2 steps
-        "train.device=cpu",
         "run.log_every_steps=0",
-        "train.threads=1",
         f"loss.pose_start_step={pose_start}",
     ]
     config = load_tcae_config("tcae-lite", overrides)
