@@ -27,11 +27,7 @@ python3 benchmarks/bench_gpu.py --crops gpu_carry/crops --seconds 1.0 --json "$O
     > "$OUT/gpu_inference.log" 2>&1
 
 phase data
-if [ ! -f "$WORK/cache/index.parquet" ]; then
-    "${FACSKIT[@]}" synth "$WORK/disfa-synth" --format disfa --subjects 36 --frames 134 --seed 0 \
-        --activity 2.0 --workers "$CPUS" --quiet
-    "${FACSKIT[@]}" prepare disfa "$WORK/disfa-synth" --out "$WORK/cache" --workers "$CPUS" --quiet
-fi
+benchmarks/make_cv_set.sh "$WORK" "$CPUS"
 
 phase train-throughput
 python3 benchmarks/bench_train_throughput.py --cache "$WORK/cache" --device cuda --amp --batch-size 64 \

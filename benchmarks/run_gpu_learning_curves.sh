@@ -12,11 +12,7 @@ LIMIT="${4:-420}"
 CPUS="$(nproc)"
 mkdir -p "$OUT" "$WORK"
 FACSKIT=(python3 -m facskit)
-if [ ! -f "$WORK/cache/index.parquet" ]; then
-    "${FACSKIT[@]}" synth "$WORK/disfa-synth" --format disfa --subjects 36 --frames 134 --seed 0 \
-        --activity 2.0 --workers "$CPUS" --quiet
-    "${FACSKIT[@]}" prepare disfa "$WORK/disfa-synth" --out "$WORK/cache" --workers "$CPUS" --quiet
-fi
+benchmarks/make_cv_set.sh "$WORK" "$CPUS"
 COMMON=(--data "$WORK/cache" train.device=cuda train.workers=3 "train.epochs=$EPOCHS"
         "schedule.milestones=[$((EPOCHS * 3 / 4))]")
 run() {  # NAME CONFIG [overrides...]
