@@ -147,8 +147,10 @@ class TrainConfig:
     # ignored on CPU. It speeds up the paper-size networks; the lite presets turn it off, having measured
     # it cost ICC (about 0.05 after 12 epochs) for no speed.
     amp: bool = True
-    # bf16 autocast on CPU (fast on CPUs with AVX-512 BF16 / AMX; off by default for exact fp32 results).
-    bf16_cpu: bool = False
+    # bf16 autocast on CPU: true, false (exact fp32), or "auto": on where the CPU has AVX-512 BF16 or AMX
+    # (1.3-1.5x the fp32 training rate of the lite networks on one core of an AMX Xeon,
+    # benchmarks/results/train_throughput.md), off elsewhere, where bf16 is emulated and slower than fp32.
+    bf16_cpu: bool | Literal["auto"] = False
     # Seed of initialisation, sampling order and augmentation: two runs with one seed are bitwise equal
     # on CPU.
     seed: int = 0

@@ -53,6 +53,8 @@ def test_overrides_are_typed() -> None:
     config = apply_overrides(config, ["data.image_size=null", "train.max_steps=5", "optim.weight_decay=0"])
     assert config.data.image_size is None and config.train.max_steps == 5
     assert config.optim.weight_decay == 0.0 and isinstance(config.optim.weight_decay, float)
+    assert apply_overrides(config, ["train.bf16_cpu=auto"]).train.bf16_cpu == "auto"
+    assert apply_overrides(config, ["train.bf16_cpu=true"]).train.bf16_cpu is True
 
 
 @pytest.mark.parametrize(
@@ -68,6 +70,7 @@ def test_overrides_are_typed() -> None:
         ("schedule.milestones=5", "expects list[int]"),
         ("optim=3", "is a section"),
         ("optim.lr", "is not key=value"),
+        ("train.bf16_cpu=sometimes", "config key 'train.bf16_cpu' expects bool | 'auto'"),
     ],
 )
 def test_bad_overrides_are_errors(override: str, message: str) -> None:

@@ -286,3 +286,15 @@ def test_kfold_validation_subjects_keep_model_selection_off_the_test_fold() -> N
         _split_frames(cache, load_config("bmvc2018-lite", ["data.split=none", "data.val_subjects=2"]))
     with pytest.raises(UsageError, match="val_subjects must be in 1..7"):
         _split_frames(cache, load_config("bmvc2018-lite", ["data.val_subjects=8"]))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [({"amx_bf16"}, True), ({"avx512_bf16"}, True), ({"avx2"}, False)]
+)
+def test_bf16_cpu_auto_follows_the_cpu_flags(monkeypatch, flags: set[str], expected: bool) -> None:
+    from facskit.analyze import backends
+    from facskit.train.loop import _bf16_on_cpu
+
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset(flags))
+    assert _bf16_on_cpu("auto") is expected
+    assert _bf16_on_cpu(True) is True and _bf16_on_cpu(False) is False

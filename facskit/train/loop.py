@@ -197,15 +197,23 @@ def _make_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
 
 
+def _bf16_on_cpu(setting: bool | str) -> bool:
+    if setting == "auto":
+        from facskit.analyze.backends import has_fast_bf16
+
+        return has_fast_bf16()
+    return bool(setting)
+
+
 def _autocast(device: torch.device, config: Config) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
     """Autocast context factory and gradient scaler: bf16 (or fp16 + scaler) on CUDA when train.amp,
-    bf16 on CPU when train.bf16_cpu, otherwise plain fp32."""
+    bf16 on CPU when train.bf16_cpu (``"auto"``: where the CPU has native bf16), otherwise plain fp32."""
     if device.type == "cuda" and config.train.amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
         return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    if device.type == "cpu" and config.train.bf16_cpu:
+    if device.type == "cpu" and _bf16_on_cpu(config.train.bf16_cpu):
         return (lambda: torch.autocast("cpu", dtype=torch.bfloat16)), scaler
     return contextlib.nullcontext, scaler
 
