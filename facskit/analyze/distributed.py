@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,6 +355,19 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
     return ray
 
 
+def stop_ray() -> None:
+    """Disconnect from Ray now, stopping the local instance if this process started one.
+
+    For a command that is about to exit: left to Ray's own exit hook, the same shutdown first sleeps 0.5 s
+    "so that log messages finish printing" (the workers' logs are not forwarded here: ``log_to_driver`` is
+    off). A remote cluster keeps running either way.
+    """
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def _warm_worker(every: int) -> int:
     """Import the heavy libraries and load dlib's models in a worker (they stay loaded in the process)."""
     import contextlib
@@ -405,8 +418,14 @@ def analyze_ray_raw(
     max_frames: int | None = None,
     cpus_per_task: int = 1,
     log: Callable[[str], None] | None = None,
-) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
-    """Raw rows (not yet smoothed/calibrated/thresholded) per file, stitched, and per-file stitch info."""
+) -> Iterator[tuple[str, pd.DataFrame, dict[str, Any]]]:
+    """Raw rows (not yet smoothed/calibrated/thresholded) and stitch info of each file, yielded as soon as
+    all of that file's chunks are back, in the order files finish.
+
+    Yielding per file lets the caller write a result while the other files' tasks still run (on 8 files
+    over 2 workers, writing everything at the end left ~1.4 s of a ~30 s run with no task in flight) and
+    keeps the driver's memory to the files in flight rather than the whole run's rows.
+    """
     from facskit.io import probe
 
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -426,10 +445,11 @@ def analyze_ray_raw(
             count = min(count, max_frames)
         plans[label] = plan_chunks(count, chunk_frames, warmup, detector.every, detector.frame_step)
     tasks = [(label, chunk) for label, chunks in plans.items() for chunk in chunks]
+    missing = {label: len(chunks) for label, chunks in plans.items()}
     results: dict[tuple[str, int], ChunkResult] = {}
     pending: dict[Any, tuple[str, Chunk]] = {}
     queue = list(tasks)
-    began, frames_done = time.perf_counter(), 0
+    began, frames_done, tasks_done = time.perf_counter(), 0, 0
     while queue or pending:
         while queue and len(pending) < limit:
             label, chunk = queue.pop(0)
@@ -439,18 +459,18 @@ def analyze_ray_raw(
             label, chunk = pending.pop(ref)
             result: ChunkResult = ray.get(ref)
             results[(label, chunk.index)] = result
+            tasks_done += 1
             frames_done += int(result.rows["frame"].nunique())
             elapsed = time.perf_counter() - began
             log(
-                f"ray: {len(results)}/{len(tasks)} tasks, {frames_done} frames, "
+                f"ray: {tasks_done}/{len(tasks)} tasks, {frames_done} frames, "
                 f"{frames_done / max(elapsed, 1e-9):.1f} fps ({Path(label).name} chunk {chunk.index})"
             )
-    out: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}
-    for label, chunks in plans.items():
-        parts = [results[(label, c.index)] for c in chunks]
-        parts = _resync(ray, remote, recipe_ref, parts, warmup, max_frames, log)
-        out[label] = stitch(parts)
-    return out
+            missing[label] -= 1
+            if missing[label] == 0:
+                parts = [results.pop((label, c.index)) for c in plans[label]]
+                parts = _resync(ray, remote, recipe_ref, parts, warmup, max_frames, log)
+                yield (label, *stitch(parts))
 
 
 def _resync(
@@ -520,9 +540,10 @@ def analyze_ray(
     from facskit.analyze.results import concat_results, empty_result
 
     labels = [label for label, _ in detector.sources(inputs)]
-    raw = analyze_ray_raw(
+    stitched = analyze_ray_raw(
         detector, labels, address, workers, chunk_frames, warmup, max_frames, cpus_per_task, log=log
     )
+    raw = {label: (rows, info) for label, rows, info in stitched}
     results = []
     for label in labels:
         rows, _ = raw[label]
@@ -558,21 +579,21 @@ def analyze_to_dir_ray(
     out_dir = Path(out_dir)
     plan = plan_run(detector, inputs, out_dir, options, log)
     report = plan.report
-    todo = [(label, target) for label, _source, _name, target in plan.todo]
-    raw = analyze_ray_raw(
+    targets = {label: target for label, _source, _name, target in plan.todo}
+    stitched = analyze_ray_raw(
         detector,
-        [label for label, _ in todo],
+        list(targets),
         address,
         workers,
         max_frames=options.max_frames,
         cpus_per_task=cpus_per_task,
         log=log,
     )
-    for label, target in todo:
-        rows, info = raw[label]
+    for label, rows, info in stitched:  # each file written as soon as its last chunk is back
         if not len(rows):
             report.errors.append((label, "; ".join(info["errors"]) or "no frame could be analysed"))
             continue
+        target = targets[label]
         result = detector.finalize(rows)
         result.attrs["stitch"] = info
         result.attrs["errors"] = [{"file": label, "error": e} for e in info["errors"]]
@@ -592,4 +613,5 @@ __all__ = [
     "plan_chunks",
     "start_ray",
     "stitch",
+    "stop_ray",
 ]

@@ -154,18 +154,21 @@ def run(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr)
 
     if args.ray is not None:
-        from facskit.analyze.distributed import analyze_to_dir_ray
+        from facskit.analyze.distributed import analyze_to_dir_ray, stop_ray
 
-        report = analyze_to_dir_ray(
-            detector,
-            args.inputs,
-            Path(args.out),
-            options,
-            address=args.ray,
-            workers=args.workers,
-            cpus_per_task=args.cpus_per_task,
-            log=log,
-        )
+        try:
+            report = analyze_to_dir_ray(
+                detector,
+                args.inputs,
+                Path(args.out),
+                options,
+                address=args.ray,
+                workers=args.workers,
+                cpus_per_task=args.cpus_per_task,
+                log=log,
+            )
+        finally:
+            stop_ray()
     else:
         report = analyze_to_dir(detector, args.inputs, Path(args.out), options, log=log)
     if not args.quiet:
