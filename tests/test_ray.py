@@ -24,6 +24,23 @@ def test_plan_chunks_warm_up_is_aligned_to_detection_rounds() -> None:
     assert chunks[0].tail_from is not None and chunks[0].tail_from <= chunks[1].warm_start
 
 
+def test_stop_ray_stops_the_local_instance_it_started() -> None:
+    """The CLI's shutdown leaves no Ray process of its own behind (the monitor is killed, not waited for)."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'facskit[ray]'")
+    from facskit.analyze.distributed import init_ray, stop_ray
+
+    if ray.is_initialized():
+        pytest.skip("another test's Ray instance is still connected")
+    init_ray(None, num_cpus=1)
+    processes = [
+        info.process for infos in ray._private.worker._global_node.all_processes.values() for info in infos
+    ]
+    stop_ray()
+    assert not ray.is_initialized()
+    assert all(process.poll() is not None for process in processes)
+    stop_ray()  # not connected: nothing to do
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'facskit[ray]'")

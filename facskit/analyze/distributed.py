@@ -24,6 +24,7 @@ progress (tasks, frames, fps) is logged as they finish.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import tempfile
@@ -358,19 +359,30 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
 def stop_ray() -> None:
     """Disconnect from Ray now, stopping the local instance if this process started one.
 
-    For a command that is about to exit: left to Ray's own exit hook, the same shutdown first sleeps 0.5 s
-    "so that log messages finish printing" (the workers' logs are not forwarded here: ``log_to_driver`` is
-    off). A remote cluster keeps running either way.
+    For a command that is about to exit. Left to Ray's exit hook, the same shutdown first sleeps 0.5 s "so
+    that log messages finish printing" (workers' logs are not forwarded here: ``log_to_driver`` is off).
+    Ray then stops a local instance's processes one at a time, giving each 1 s to exit after SIGTERM; its
+    autoscaler monitor never exits in that second, so it always costs the full timeout (1.0 of the 1.4 s
+    the shutdown took here). The monitor holds nothing of this run's and is about to be killed anyway, so
+    it is killed first. That uses a private attribute of Ray's; where it is missing, the shutdown is Ray's
+    plain one. A remote cluster keeps running either way: only a local node started here is stopped.
     """
     import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
+    if not ray.is_initialized():
+        return
+    with contextlib.suppress(Exception):
+        from ray._private import ray_constants, worker
+
+        node = worker._global_node
+        if node is not None and node.is_head():
+            for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
+                info.process.kill()
+    ray.shutdown()
 
 
 def _warm_worker(every: int) -> int:
     """Import the heavy libraries and load dlib's models in a worker (they stay loaded in the process)."""
-    import contextlib
     import importlib
     import os
 
