@@ -288,6 +288,8 @@ def test_crossval_pools_and_resumes_fold_by_fold(cache_dir: Path, tmp_path: Path
     assert "Pooled over 2 folds" in (out / "report.md").read_text()
     # The last checkpoint, not the epoch that scored best on the held-out (= test) fold.
     assert [fold["checkpoint"] for fold in document["folds"]] == ["last.ckpt", "last.ckpt"]
+    assert all(fold["train_seconds"] > 0 for fold in document["folds"])  # what each fold cost
+    assert "Training wall time summed over 2 folds" in (out / "report.md").read_text()
     with pytest.raises(UsageError, match="checkpoint must be one of"):
         crossval("bmvc2018-lite", cache_dir, out, folds=2, checkpoint="final")
 

@@ -225,7 +225,15 @@ def test_resume_after_kill_is_bitwise_exact(tmp_path: Path) -> None:
 
     with pytest.raises(Killed):
         train(config, tmp_path / "resumed", cache=cache, quiet=True, on_step=kill)
+    # The wall time of the killed session travels in last.ckpt, so metrics.csv counts the whole run: mark
+    # it with an hour the resumed session cannot have taken.
+    saved = torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=False)
+    assert saved["extra"]["resume"]["seconds"] > 0
+    saved["extra"]["resume"]["seconds"] = 3600.0
+    torch.save(saved, tmp_path / "resumed" / "last.ckpt")
     resumed = train(config, tmp_path / "resumed", cache=cache, quiet=True)
+    seconds = pd.read_csv(tmp_path / "resumed" / "metrics.csv")["seconds"]
+    assert seconds.iloc[-1] > 3600.0 and seconds.is_monotonic_increasing
     assert resumed.global_step == reference.global_step
     a = torch.load(reference.last_checkpoint, weights_only=True)
     b = torch.load(resumed.last_checkpoint, weights_only=True)

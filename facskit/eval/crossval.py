@@ -120,12 +120,14 @@ def crossval_markdown(metrics: dict[str, Any]) -> str:
     if spread.get("icc") is not None:
         parts.append(f"Mean ICC across folds: std {spread['icc']:.3f}\n")
     lines = [
-        "| Fold | Test subjects | Frames | Checkpoint | ICC | MAE | PCC | F1 |",
-        "|---:|---|---:|---|---:|---:|---:|---:|",
+        "| Fold | Test subjects | Frames | Checkpoint | ICC | MAE | PCC | F1 | Training min |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for fold in folds:
         m = fold["mean"]
         cells = ["-" if m.get(k) is None else f"{m[k]:.2f}" for k in ("icc", "mae", "pcc", "f1")]
+        seconds = fold.get("train_seconds")
+        cells.append("-" if seconds is None else f"{seconds / 60:.1f}")
         subjects = ", ".join(fold.get("subjects", []))
         lines.append(
             f"| {fold['fold']} | {subjects} | {fold['n_frames']} | {fold['checkpoint']} | "
@@ -133,6 +135,12 @@ def crossval_markdown(metrics: dict[str, Any]) -> str:
             + " |"
         )
     parts.append("\n".join(lines) + "\n")
+    recorded = [fold["train_seconds"] for fold in folds if fold.get("train_seconds") is not None]
+    if recorded:
+        parts.append(
+            f"Training wall time summed over {len(recorded)} folds: {sum(recorded) / 60:.1f} min "
+            "(evaluation not included)\n"
+        )
     return "\n".join(parts)
 
 
@@ -233,6 +241,7 @@ def crossval(
                 "subjects": m.get("subjects", []),
                 "n_frames": m.get("n_frames", 0),
                 "checkpoint": m.get("checkpoint", BEST_CHECKPOINT),  # folds finished before it was recorded
+                "train_seconds": _train_seconds(fold_dir(out, k)),
                 "mean": m["mean"],
                 "per_au": m["per_au"],
             }
@@ -252,6 +261,16 @@ def crossval(
     result = CrossvalResult(document, pooled_predictions, trained, skipped)
     (out / REPORT_FILE).write_text(result.markdown)
     return result
+
+
+def _train_seconds(directory: Path) -> float | None:
+    """The fold's training wall time from its ``metrics.csv`` (``None`` where it was not recorded), so a
+    cross-validation states what it cost next to what it scored."""
+    try:
+        seconds = pd.read_csv(directory / "metrics.csv", usecols=["seconds"])["seconds"]
+    except (OSError, ValueError):
+        return None
+    return float(seconds.iloc[-1]) if len(seconds) else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

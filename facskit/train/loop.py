@@ -4,6 +4,7 @@ One call, :func:`train`, runs a whole experiment from a :class:`facskit.config.C
 
     config.yaml     the resolved config (also inside every checkpoint)
     metrics.csv     one row per epoch: losses, learning rate, validation ICC/MAE/PCC/F1 (mean and per AU)
+                    and ``seconds``, the run's wall time so far (earlier sessions of a resumed run included)
     last.ckpt       written every epoch and every ``checkpoint.every_steps`` steps; resumable
     best.ckpt       the epoch with the best validation mean ICC(3,1) (model and summary only)
     tb/             TensorBoard event files
@@ -322,6 +323,7 @@ def train(
     # --- state ---------------------------------------------------------------------------------------
     epoch, step_in_epoch, global_step = 0, 0, 0
     loss_sum, loss_steps, best = 0.0, 0, float("-inf")
+    seconds_before = 0.0  # wall time of the sessions before a resume, so metrics.csv counts the whole run
     if resume is not None:
         restore_optimizer(optimizer, resume["optimizer"])
         restore_scheduler(scheduler, resume["scheduler"])
@@ -331,6 +333,7 @@ def train(
         epoch, step_in_epoch = int(resume["epoch"]), int(resume["step_in_epoch"])
         global_step, best = int(resume["global_step"]), float(resume["best"])
         loss_sum, loss_steps = float(resume["loss_sum"]), int(resume["loss_steps"])
+        seconds_before = float(resume.get("seconds", 0.0))  # checkpoints before it was recorded: 0
     log = MetricsLog(run_dir, enabled=info.is_main, tensorboard=config.log.tensorboard, note=progress.note)
     log.start(first_epoch=epoch, global_step=global_step)
     config_dict = config_to_dict(config)
@@ -362,6 +365,7 @@ def train(
             "best": best,
             "loss_sum": loss_sum,
             "loss_steps": loss_steps,
+            "seconds": seconds_before + progress.elapsed(),
         }
         write_training_checkpoint(
             last_path, unwrapped, config_dict, summary(), state, optimizer, scheduler, scaler
@@ -424,7 +428,7 @@ def train(
             row["train_loss"] = train_loss
             if val_loader is not None:
                 row.update(_validate(model, val_loader, autocast, device, info, cache, val_frames, spec))
-            row["seconds"] = progress.elapsed()
+            row["seconds"] = seconds_before + progress.elapsed()
             score = float("nan")
             if config.checkpoint.best_metric == "icc":
                 score = row.get("val_icc", score)
