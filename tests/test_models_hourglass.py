@@ -33,7 +33,9 @@ def test_lite_is_a_quarter() -> None:
     assert gflop == pytest.approx(2.65, abs=0.01)
 
 
-@pytest.mark.parametrize(("name", "size"), [("bmvc2018-lite", 64), ("bmvc2018-tiny", 128)])
+@pytest.mark.parametrize(
+    ("name", "size"), [("bmvc2018-lite", 64), ("bmvc2018-tiny", 128), ("bmvc2018-small", 64)]
+)
 def test_output_is_one_map_per_au_at_a_quarter_resolution(name: str, size: int) -> None:
     model = create_model(name, input_size=size).eval()
     with torch.no_grad():
@@ -48,7 +50,8 @@ def test_aus_override_sets_the_output_maps() -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert {"bmvc2018", "bmvc2018-lite", "bmvc2018-tiny", "scc-resnet50", "scc-lite"} <= set(list_models())
+    names = {"bmvc2018", "bmvc2018-lite", "bmvc2018-small", "bmvc2018-tiny", "scc-resnet50", "scc-lite"}
+    assert names <= set(list_models())
     with pytest.raises(UsageError, match="choose from: .*bmvc2018-lite"):
         create_model("hourglass9000")
     with pytest.raises(UsageError, match="no option 'widht'; valid options: .*width"):

@@ -132,6 +132,14 @@ def bmvc2018_tiny(**overrides: Any) -> AUModel:
 
 
 @register_model
+def bmvc2018_small(**overrides: Any) -> AUModel:
+    """Quarter-width, depth-4 Hourglass on the paper's 256 input and 64x64 maps (0.22 M parameters, 0.70
+    GFLOP per image, 4x bmvc2018-tiny's): a network a CPU can train that keeps the paper's input and map
+    resolution (cross-validation against the lite presets: benchmarks/results/crossval_lite.md)."""
+    return _bmvc("bmvc2018-small", {"width": 64, "depth": 4}, overrides)
+
+
+@register_model
 def scc_resnet50(**overrides: Any) -> AUModel:
     """AAAI'20 SCC network: ResNet-50 trunk, three deconvolutions with SCC modules (k = 7), 256 input."""
     return _scc("scc-resnet50", {}, overrides)
