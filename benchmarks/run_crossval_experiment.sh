@@ -68,7 +68,9 @@ echo "$(( $(date +%s) - began ))" > "$WORK/wall_seconds.txt"
 echo "three cross-validations: $(cat "$WORK/wall_seconds.txt") s of wall time (finished folds are skipped on a rerun)"
 
 # 3. Robustness to landmark noise (sigma in px of the 256 crop), each fold's model on its held-out subjects.
+# A fold whose table exists is skipped (delete robustness-bmvc2018-lite/ after retraining).
 for k in 0 1 2; do
+    [ -f "$WORK/robustness-bmvc2018-lite/fold$k/robustness.json" ] && continue
     facskit robustness "$WORK/cv-bmvc2018-lite/fold$k/last.ckpt" --data "$WORK/cache" --noise 0,3,6,9,13,20 \
         --seed 0 --device "$DEVICE" --out "$WORK/robustness-bmvc2018-lite/fold$k"
 done
