@@ -14,6 +14,17 @@ from facskit.analyze.distributed import Chunk, plan_chunks
 FRAMES = 150
 
 
+def _micro_detector():
+    """A Detector on a micro untrained Hourglass: the numbers are meaningless, the wiring is the test."""
+    from facskit import Detector
+    from facskit.models import create_model
+
+    model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Detector(model=model, batch_size=8)
+
+
 def test_plan_chunks_warm_up_is_aligned_to_detection_rounds() -> None:
     assert plan_chunks(None, 100, 60, 5) == [Chunk(0, 0, None, 0)]
     assert plan_chunks(90, 100, 60, 5) == [Chunk(0, 0, None, 0)]
@@ -50,14 +61,9 @@ def ray_local():
 
 
 def test_ray_equals_one_process_across_a_chunk_border(ray_local, media_dir) -> None:
-    from facskit import Detector
     from facskit.analyze.distributed import analyze_ray
-    from facskit.models import create_model
 
-    model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        detector = Detector(model=model, batch_size=8)
+    detector = _micro_detector()
     video = media_dir / "WolfgangLanger_Pexels.mp4"
     image = media_dir / "single_face.jpg"
     single = pd.DataFrame(detector.analyze([video, image], max_frames=FRAMES))
@@ -84,14 +90,9 @@ def test_one_cpu_task_runs_serially_capped_and_reuses_its_detector(media_dir) ->
     import cv2
     import torch
 
-    from facskit import Detector
     from facskit.analyze.distributed import DetectorRecipe, analyze_chunk
-    from facskit.models import create_model
 
-    model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        detector = Detector(model=model, batch_size=8)
+    detector = _micro_detector()
     video = str(media_dir / "WolfgangLanger_Pexels.mp4")
     chunk = Chunk(0, 0, None, 0)
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
@@ -126,15 +127,10 @@ def test_start_ray_warms_one_worker_per_task_slot(ray_local) -> None:
 def test_ray_output_folder_equals_the_single_process_one(ray_local, media_dir, tmp_path) -> None:
     """`facskit analyze --ray` writes the files a single process writes (same rows, AUs within 1e-4), each
     as soon as its tasks are back rather than after the whole run, and a rerun skips them."""
-    from facskit import Detector
     from facskit.analyze.distributed import analyze_to_dir_ray
     from facskit.analyze.runner import OutputOptions, analyze_to_dir
-    from facskit.models import create_model
 
-    model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        detector = Detector(model=model, batch_size=8)
+    detector = _micro_detector()
     inputs = [
         media_dir / "WolfgangLanger_Pexels.mp4",
         media_dir / "single_face.jpg",
