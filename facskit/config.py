@@ -149,7 +149,7 @@ class TrainConfig:
     amp: bool = True
     # bf16 autocast on CPU: true, false (exact fp32), or "auto": on where the CPU has AVX-512 BF16 or AMX
     # (1.3-1.5x the fp32 training rate of the lite networks on one core of an AMX Xeon,
-    # benchmarks/results/train_throughput.md), off elsewhere, where bf16 is emulated and slower than fp32.
+    # BENCHMARKS.md, "bf16 training on the CPU"), off elsewhere, where bf16 is emulated and slower than fp32.
     bf16_cpu: bool | Literal["auto"] = False
     # Seed of initialisation, sampling order and augmentation: two runs with one seed are bitwise equal
     # on CPU.
