@@ -79,18 +79,22 @@ def read_onnx_spec(path: Path | str) -> ModelSpec:
     """The ``ModelSpec`` stored in an ONNX file written by :func:`export_onnx`."""
     import onnx
 
-    from facskit.models.spec import ModelSpec
-
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # onnx raises its own DecodeError types
         raise CheckpointError(f"{path}: not a readable ONNX file ({error})") from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    if SPEC_KEY not in props:
+    return spec_from_metadata({p.key: p.value for p in proto.metadata_props}, path)
+
+
+def spec_from_metadata(metadata: dict[str, str], path: Path | str) -> ModelSpec:
+    """The ``ModelSpec`` in an ONNX file's metadata (from ``onnx`` or from an ONNX Runtime session)."""
+    from facskit.models.spec import ModelSpec
+
+    if SPEC_KEY not in metadata:
         raise CheckpointError(
             f"{path}: no facskit model spec in the ONNX metadata; export it with `facskit export`"
         )
-    return ModelSpec.from_dict(json.loads(props[SPEC_KEY]))
+    return ModelSpec.from_dict(json.loads(metadata[SPEC_KEY]))
 
 
 def open_onnx_session(

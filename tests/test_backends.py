@@ -147,3 +147,60 @@ def test_pinned_choices_and_impossible_ones(tiny_model) -> None:
 def test_check_backends_reference_is_exact(tiny_model, faces) -> None:
     (verdict,) = check_backends(tiny_model, "h", "cpu", [("torch", "fp32")], faces["check"][:4])
     assert verdict.mean_delta == 0.0 and verdict.passed
+
+
+def test_always_torch_only_where_the_options_decide_it(monkeypatch) -> None:
+    assert backends.always_torch("cpu", "torch", "auto")
+    assert backends.always_torch("cpu", "auto", "bf16") and backends.always_torch("cpu", "auto", "fp32")
+    assert backends.always_torch("cuda", "auto", "auto")  # a GPU chooses between torch paths only
+    assert not backends.always_torch("cpu", "onnx", "auto")
+    assert not backends.always_torch("cpu", "auto", "int8")
+    monkeypatch.setattr(backends, "_onnxruntime_installed", lambda: True)
+    assert not backends.always_torch("cpu", "auto", "auto")  # the accuracy check decides, later
+    monkeypatch.setattr(backends, "_onnxruntime_installed", lambda: False)
+    assert backends.always_torch("cpu", "auto", "auto")
+
+
+def test_onnx_backend_names_an_unreadable_file(tmp_path) -> None:
+    from facskit.analyze.backends import OnnxBackend
+    from facskit.errors import CheckpointError
+
+    pytest.importorskip("onnxruntime", reason="the onnx backend is an optional extra")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="bad.onnx: not a readable ONNX file"):
+        OnnxBackend(bad)
+
+
+def test_onnx_runtime_path_never_imports_torch(tiny_model, tmp_path) -> None:
+    """A Detector on an .onnx file, and a Ray worker's whole first task (warm-up, the recipe's detector, a
+    chunk of video), in a fresh process: neither torch (~1 s, ~200 MB a process) nor onnx is imported."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime", reason="the onnx backend is an optional extra")
+    from facskit.analyze.quantize import SAMPLE_CLIP
+    from facskit.export import export_onnx
+
+    model = export_onnx(tiny_model, tmp_path / "tiny.onnx")
+    image = SAMPLE_CLIP.parent / "sample_face.jpg"  # both ship with facskit
+    code = """
+import json, sys
+from facskit import Detector
+from facskit.analyze.distributed import Chunk, DetectorRecipe, _warm_worker, analyze_chunk
+
+model, image, video = sys.argv[1:]
+detector = Detector(model=model)
+result = detector.analyze(image)
+_warm_worker(5)
+chunk = analyze_chunk(DetectorRecipe.of(detector), video, Chunk(0, 0, None, 0), max_frames=3)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx"))
+rows = [len(result), len(chunk.rows)]
+print(json.dumps({"rows": rows, "backend": result.attrs["backend"], "heavy": heavy}))
+"""
+    command = [sys.executable, "-c", code, str(model), str(image), str(SAMPLE_CLIP)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["backend"] == "onnx" and report["rows"][0] >= 1 and report["rows"][1] >= 3

@@ -1,8 +1,9 @@
 """Where the network runs: a small ``Backend`` interface, and the run-time choice of the fastest safe one.
 
 A backend turns a batch of aligned uint8 crops into heatmaps. Pre-processing comes from the model's
-``ModelSpec`` (:func:`facskit.models.spec.preprocess`) and the readout is done by the caller, so every backend
-feeds and reads the network identically and only the runtime differs:
+``ModelSpec`` (:func:`facskit.models.spec.preprocess`; its torch-free twin ``preprocess_numpy`` for ONNX
+Runtime) and the readout is done by the caller, so every backend feeds and reads the network identically and
+only the runtime differs:
 
 * ``torch`` ``fp32``: PyTorch eager, the reference every other path is checked against.
 * ``torch`` ``bf16``: channels_last + bf16 autocast on a CPU with ``avx512_bf16``/``amx_bf16`` (about 2x on
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from facskit.errors import UsageError
+from facskit.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.models.spec import AUModel, ModelSpec
@@ -140,22 +141,27 @@ class TorchBackend:
 
 class OnnxBackend:
     """ONNX Runtime inference on a model written by :func:`facskit.export.export_onnx` (spec embedded), or
-    its int8 copy from :func:`facskit.analyze.quantize.quantize_onnx`."""
+    its int8 copy from :func:`facskit.analyze.quantize.quantize_onnx`.
+
+    It imports neither torch nor the ``onnx`` package: the spec comes from the session's metadata and the
+    input from :func:`facskit.models.spec.preprocess_numpy`. Importing torch costs a process ~0.9 s and
+    ~200 MB, ``onnx`` ~0.6 s (its ml_dtypes), and every Ray worker used to pay both before its first task.
+    """
 
     name = "onnx"
 
     def __init__(
         self, path: Path | str, device: str = "cpu", threads: int | None = None, precision: str = "fp32"
     ) -> None:
-        from facskit.export import read_onnx_spec
+        from facskit.export import spec_from_metadata
 
         try:
             import onnxruntime as ort
+            from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf, NoSuchFile
         except ImportError:
             raise UsageError("the onnx backend needs onnxruntime: pip install 'facskit[onnx]'") from None
         self.path = Path(path)
         self.precision = precision
-        self.spec = read_onnx_spec(self.path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -167,13 +173,17 @@ class OnnxBackend:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise UsageError("--device cuda with --backend onnx needs onnxruntime-gpu")
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except (InvalidProtobuf, NoSuchFile) as error:
+            raise CheckpointError(f"{self.path}: not a readable ONNX file ({error})") from None
+        self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self.input_name = self.session.get_inputs()[0].name
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
-        from facskit.models.spec import preprocess
+        from facskit.models.spec import preprocess_numpy
 
-        x = preprocess(crops, self.spec).numpy()  # (B, 3, S, S)
+        x = preprocess_numpy(crops, self.spec)  # (B, 3, S, S)
         (maps,) = self.session.run(None, {self.input_name: x})
         return np.asarray(maps, dtype=np.float32)
 
@@ -412,6 +422,15 @@ def select_backend(
     return create_backend(best.backend, model, device, best.precision, weights_hash)
 
 
+def always_torch(device: str, backend: BackendName, precision: Precision) -> bool:
+    """Whether :func:`select_backend` picks torch for these options on any machine, before any model is
+    loaded (``facskit analyze --ray`` then has its workers import torch while they warm up). ``auto`` with
+    ``auto`` on a CPU is decided by the accuracy check, and is usually ONNX Runtime: False."""
+    if backend != "auto":
+        return backend == "torch"
+    return device != "cpu" or precision in ("fp32", "bf16") or not _onnxruntime_installed()
+
+
 def verdict_summary(verdicts: list[Verdict]) -> list[dict[str, Any]]:
     """Plain rows (for benchmarks and logs)."""
     return [{**asdict(v), "passed": v.passed} for v in verdicts]
@@ -424,6 +443,7 @@ __all__ = [
     "OnnxBackend",
     "TorchBackend",
     "Verdict",
+    "always_torch",
     "au_deltas",
     "check_backends",
     "choose",

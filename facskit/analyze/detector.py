@@ -84,11 +84,16 @@ def resolve_model(
     ``model`` is ``"default"`` (trained weights shipped with facskit), a checkpoint path, an exported
     ``.onnx`` file, a registry name (fresh, untrained weights: useful for testing the wiring only, hence a
     warning) or a model object.
-    """
-    from facskit.models.spec import AUModel
 
+    A model object implies torch, so ``AUModel`` is imported only for one: an ``.onnx`` file runs on ONNX
+    Runtime without torch being imported at all (what keeps a Ray worker's start-up light).
+    """
     card: dict[str, Any] = {}
-    if isinstance(model, AUModel):
+    if not isinstance(model, str | os.PathLike):
+        from facskit.models.spec import AUModel
+
+        if not isinstance(model, AUModel):
+            raise UsageError(f"model must be a name, a path or an AUModel, not {type(model).__name__}")
         card.update(source="<object>", trained=None)
         net: AUModel | None = model
     else:

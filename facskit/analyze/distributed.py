@@ -220,13 +220,18 @@ _WORKER_DETECTORS: dict[str, Detector] = {}
 
 
 def limit_threads(threads: int) -> None:
-    """Cap torch's and OpenCV's thread pools to ``threads`` (ONNX Runtime and FFmpeg are capped where their
-    sessions and decoders are made)."""
-    import cv2
-    import torch
+    """Cap OpenCV's thread pool, and torch's where torch is loaded, to ``threads`` (ONNX Runtime and FFmpeg
+    are capped where their sessions and decoders are made).
 
-    torch.set_num_threads(max(1, threads))
+    Torch is loaded exactly when the recipe carries a torch model (unpickling the model imported it); an
+    ONNX Runtime worker never imports it, so this does not either.
+    """
+    import cv2
+
     cv2.setNumThreads(max(1, threads))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, threads))
 
 
 def analyze_chunk(
@@ -381,19 +386,24 @@ def stop_ray() -> None:
     ray.shutdown()
 
 
-def _warm_worker(every: int) -> int:
-    """Import the heavy libraries and load dlib's models in a worker (they stay loaded in the process)."""
+def _warm_worker(every: int, with_torch: bool = False) -> int:
+    """Import the heavy libraries and load dlib's models in a worker (they stay loaded in the process):
+    the landmark model and the video face detector its tasks track with (0.4 s and 0.3 s here).
+
+    Torch (~1 s and ~200 MB per process) only ``with_torch``, for a run known to use the torch backend: an
+    ONNX Runtime worker never needs it.
+    """
     import importlib
     import os
 
-    import torch  # noqa: F401 - the import is the point: it takes seconds in a fresh process
-
     from facskit.analyze.detector import shared_front_end
 
+    if with_torch:
+        importlib.import_module("torch")  # the import is the point: it takes a second in a fresh process
     with contextlib.suppress(ImportError):  # the auto/onnx backends' runtime, an optional extra
         importlib.import_module("onnxruntime")
 
-    shared_front_end(every)
+    shared_front_end(every).video_detector  # noqa: B018 - loading it is the point
     return os.getpid()
 
 
@@ -405,19 +415,23 @@ def task_slots(ray: Any, cpus_per_task: int, workers: int | None = None) -> int:
 
 
 def start_ray(
-    address: str | None, every: int = 5, cpus_per_task: int = 1, workers: int | None = None
+    address: str | None,
+    every: int = 5,
+    cpus_per_task: int = 1,
+    workers: int | None = None,
+    with_torch: bool = False,
 ) -> list[Any]:
     """Connect to (or start) Ray and warm one worker per task slot in the background.
 
     Called before the driver builds its detector, so the workers' imports and model loading (several
     seconds per fresh process, paid once per worker) overlap the driver's own start-up instead of delaying
-    the first task. Only the slots the run will use are warmed. Returns the warm-up refs (nothing needs to
-    wait for them).
+    the first task. Only the slots the run will use are warmed; ``with_torch``: the run will use the torch
+    backend, so the workers import it too. Returns the warm-up refs (nothing needs to wait for them).
     """
     ray = init_ray(address)
     slots = task_slots(ray, cpus_per_task, workers)
     warm = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_warm_worker)
-    return [warm.remote(every) for _ in range(slots)]
+    return [warm.remote(every, with_torch) for _ in range(slots)]
 
 
 def analyze_ray_raw(

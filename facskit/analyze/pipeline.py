@@ -164,17 +164,15 @@ class AnalysisPipeline:
         return FrameResult(file, int(frame.index), float(frame.timestamp), frame.image, faces)
 
     def _infer(self, crops: list[np.ndarray], owners: list[FaceResult]) -> None:
-        """Run the network on the queued crops in slices of ``batch_size`` and read intensities out."""
-        import torch
-
-        from facskit.models.spec import intensity_from_heatmaps
+        """Run the network on the queued crops in slices of ``batch_size`` and read intensities out (in numpy:
+        the readout is a max, a clip and a mean of two, exact in either library, and torch stays unimported
+        on the ONNX Runtime path)."""
+        from facskit.targets import intensity_from_heatmaps
 
         for start in range(0, len(crops), self.batch_size):
             batch = np.stack(crops[start : start + self.batch_size])  # (B, S, S, 3)
             maps = self.backend.heatmaps(batch)  # (B, P, h, w)
-            intensities = intensity_from_heatmaps(
-                torch.from_numpy(maps), self.backend.spec.convention
-            ).numpy()
+            intensities = intensity_from_heatmaps(maps, self.backend.spec.convention)  # (B, A)
             for face, value, heatmap in zip(
                 owners[start : start + self.batch_size], intensities, maps, strict=True
             ):

@@ -119,9 +119,14 @@ def run(args: argparse.Namespace) -> int:
     if args.cpus_per_task < 1:  # checked before --ray starts a cluster
         raise UsageError(f"--cpus-per-task must be >= 1, not {args.cpus_per_task}")
     if args.ray is not None:
+        from facskit.analyze.backends import always_torch
         from facskit.analyze.distributed import start_ray
 
-        start_ray(args.ray, args.every, args.cpus_per_task, args.workers)  # workers warm up meanwhile
+        # Workers warm up meanwhile, with torch only where the options pin it (auto: usually ONNX Runtime).
+        with_torch = not args.model.lower().endswith(".onnx") and always_torch(
+            args.device, args.backend, args.precision
+        )
+        start_ray(args.ray, args.every, args.cpus_per_task, args.workers, with_torch=with_torch)
     with warnings.catch_warnings():
         if args.quiet:
             warnings.simplefilter("ignore")

@@ -2,25 +2,13 @@
 
 Every model maps (B, 3, S, S) normalised RGB to heatmaps (B, P, S/4, S/4) and carries a frozen
 `ModelSpec`; `preprocess` and `intensity_from_heatmaps` derive the input and the 0-5 readout from it.
+
+Names are re-exported lazily (PEP 562): importing the package, or its torch-free `facskit.models.spec`
+(which the ONNX Runtime path reads specs with), does not import torch.
 """
 
-from facskit.models.checkpoint import (
-    FORMAT_VERSION,
-    import_audetector,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
-from facskit.models.registry import build_model, create_model, list_models, register_model
-from facskit.models.resnet import load_trunk_weights
-from facskit.models.spec import (
-    BP4D_AUS,
-    DISFA_AUS,
-    AUModel,
-    ModelSpec,
-    intensity_from_heatmaps,
-    preprocess,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "AUModel",
@@ -37,6 +25,53 @@ __all__ = [
     "load_model",
     "load_trunk_weights",
     "preprocess",
+    "preprocess_numpy",
     "register_model",
     "save_checkpoint",
 ]
+
+_HOMES = {
+    "AUModel": "facskit.models.base",
+    "BP4D_AUS": "facskit.models.spec",
+    "DISFA_AUS": "facskit.models.spec",
+    "FORMAT_VERSION": "facskit.models.checkpoint",
+    "ModelSpec": "facskit.models.spec",
+    "build_model": "facskit.models.registry",
+    "create_model": "facskit.models.registry",
+    "import_audetector": "facskit.models.checkpoint",
+    "intensity_from_heatmaps": "facskit.models.spec",
+    "list_models": "facskit.models.registry",
+    "load_checkpoint": "facskit.models.checkpoint",
+    "load_model": "facskit.models.checkpoint",
+    "load_trunk_weights": "facskit.models.resnet",
+    "preprocess": "facskit.models.spec",
+    "preprocess_numpy": "facskit.models.spec",
+    "register_model": "facskit.models.registry",
+    "save_checkpoint": "facskit.models.checkpoint",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facskit.models.base import AUModel
+    from facskit.models.checkpoint import (
+        FORMAT_VERSION,
+        import_audetector,
+        load_checkpoint,
+        load_model,
+        save_checkpoint,
+    )
+    from facskit.models.registry import build_model, create_model, list_models, register_model
+    from facskit.models.resnet import load_trunk_weights
+    from facskit.models.spec import (
+        BP4D_AUS,
+        DISFA_AUS,
+        ModelSpec,
+        intensity_from_heatmaps,
+        preprocess,
+        preprocess_numpy,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'facskit.models' has no attribute {name!r}")

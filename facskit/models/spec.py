@@ -4,17 +4,26 @@ A `ModelSpec` is all a checkpoint needs besides its weights: the architecture an
 input size and normalisation, the AU list and heatmap convention, and the face alignment the crops must
 come from. Pre-processing (`preprocess`) and the readout (`intensity_from_heatmaps`) are plain functions
 of the spec so the analysis pipeline, the trainer and the exporter cannot disagree about them.
+
+This module does not import torch: ONNX Runtime inference reads the spec and feeds the network through
+`preprocess_numpy` without it (importing torch costs ~1 s and ~200 MB per process, paid again by every Ray
+worker). `preprocess` and `resize_crops` import torch when called; `AUModel`, an ``nn.Module``, lives in
+:mod:`facskit.models.base` and is re-exported here on first access.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from facskit.models.base import AUModel
 
 Convention = Literal["bmvc", "scc"]
 Arch = Literal["hourglass", "scc"]
@@ -120,6 +129,9 @@ def preprocess(crops: np.ndarray | torch.Tensor, spec: ModelSpec) -> torch.Tenso
     processed there: uploading uint8 and normalising on the device moves a quarter of the bytes and takes
     the float work off the host.
     """
+    import torch
+    from torch import nn
+
     x = torch.as_tensor(crops)
     if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2]:
         raise ValueError(f"expected square RGB crops (B, S, S, 3), got shape {tuple(x.shape)}")
@@ -132,6 +144,103 @@ def preprocess(crops: np.ndarray | torch.Tensor, spec: ModelSpec) -> torch.Tenso
     return x
 
 
+def preprocess_numpy(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """:func:`preprocess` without torch, for ONNX Runtime: RGB crops (B, S, S, 3) -> float32
+    (B, 3, input_size, input_size).
+
+    It repeats the float32 arithmetic of PyTorch's CPU kernels in their order: ``(x - mean) / std``, then the
+    antialiased bilinear resize as two separable passes, width then height (:func:`_resample`). Against
+    PyTorch's AVX2 / AVX-512 kernels it is bit for bit :func:`preprocess` without a resize and for any resize
+    of at most 2x down (at most 4 taps per output: facskit's 256-pixel crops into 128- or 256-input models).
+    Otherwise the two can differ in the last bit of a float32: PyTorch's vectorised loop leaves part of a
+    longer sum unfused, and its build without FMA fuses none. One crop channel at a time keeps the work in
+    cache: as fast as PyTorch on one thread.
+    """
+    x = np.asarray(crops)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2]:
+        raise ValueError(f"expected square RGB crops (B, S, S, 3), got shape {tuple(x.shape)}")
+    side, size = x.shape[1], spec.input_size
+    out = np.empty((len(x), 3, size, size), dtype=np.float32)  # (B, 3, s, s)
+    plane = np.empty((side, side), dtype=np.float32)
+    if side != size:
+        taps = _antialias_taps(side, size)
+        rows = np.empty((side, size), dtype=np.float32)  # after the width pass
+        work = [
+            (np.empty(shape, np.float32), np.empty(shape, np.float64)) for shape in (rows.shape, (size, size))
+        ]
+    for b in range(len(x)):
+        for c in range(3):
+            np.subtract(x[b, :, :, c], spec.mean[c], out=plane, dtype=np.float32)
+            np.divide(plane, spec.std[c], out=plane, dtype=np.float32)
+            if side == size:
+                out[b, c] = plane
+            else:
+                _resample(plane, taps, 1, rows, work[0])
+                _resample(rows, taps, 0, out[b, c], work[1])
+    return out
+
+
+def _resample(
+    x: np.ndarray,
+    taps: tuple[np.ndarray, np.ndarray],
+    axis: int,
+    out: np.ndarray,
+    work: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """One pass of PyTorch's antialiased resize along ``axis`` of the float32 plane ``x``, into ``out``.
+
+    Each output is ``t0 * w0``, then ``+ t_k * w_k`` tap by tap, each step rounded once to float32 as
+    PyTorch's compiled kernel does with a fused multiply-add: a float32 * float32 product is exact in
+    float64, so adding it in float64 and rounding gives the fused result. A tap past an output's window has
+    weight 0 and leaves it unchanged. ``work``: a float32 and a float64 buffer of ``out``'s shape.
+    """
+    index, weights = taps  # (K, s), (K, s)
+    shape = (-1, 1) if axis == 0 else (1, -1)
+    tap, product = work
+    np.take(x, index[0], axis=axis, out=tap)
+    np.multiply(tap, weights[0].reshape(shape), out=out, casting="unsafe")
+    for k in range(1, len(index)):
+        np.take(x, index[k], axis=axis, out=tap)
+        np.multiply(tap, weights[k].reshape(shape), out=product)
+        np.add(out, product, out=out, casting="unsafe")
+
+
+@functools.cache
+def _antialias_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices (K, out_size) and weights (K, out_size) of PyTorch's antialiased bilinear resize along
+    one axis: ATen's ``_compute_indices_min_size_weights_aa`` (Pillow's window bounds and triangle filter)
+    with its mix of float32 and float64 arithmetic, so the weights are its float32 weights (held in
+    float64, exactly). Taps past an output's window point at the last input with weight 0."""
+    f32, f64 = np.float32, np.float64
+    scale = f32(in_size) / f32(out_size)  # area_pixel_compute_scale<float>, align_corners=False
+    downscaling = scale >= 1.0
+    support = scale if downscaling else f32(1.0)  # bilinear: half-width 1, widened by the scale
+    invscale = f32(1.0 / f64(scale)) if downscaling else f32(1.0)
+    taps = int(np.ceil(support)) * 2 + 1
+    first = np.zeros(out_size, dtype=np.int64)
+    weights = np.zeros((taps, out_size), dtype=np.float32)
+    used = 0
+    for i in range(out_size):
+        center = f32(f64(scale) * (i + 0.5))
+        lo = max(int(f64(center - support) + 0.5), 0)  # C++ casts truncate toward zero, as int() does
+        count = min(max(min(int(f64(center + support) + 0.5), in_size) - lo, 0), taps)
+        total = f32(0.0)
+        for j in range(count):
+            t = f32((f64(f32(j + lo) - center) + 0.5) * f64(invscale))
+            w = f32(1.0 - f64(abs(t))) if abs(t) < 1.0 else f32(0.0)
+            weights[j, i] = w
+            total = f32(total + w)
+        if total != 0.0:
+            weights[:count, i] /= total
+        first[i] = lo
+        used = max(used, count)
+    index = np.minimum(first + np.arange(used)[:, None], in_size - 1)
+    weights = weights[:used].astype(np.float64)
+    index.setflags(write=False)
+    weights.setflags(write=False)
+    return index, weights
+
+
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     """uint8 crops ``(B, S, S, 3)`` -> ``(B, size, size, 3)`` uint8 with :func:`preprocess`'s filter.
 
@@ -140,6 +249,9 @@ def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     antialiased bilinear filter as :func:`preprocess` keeps the training images what inference sees
     (they differ only by rounding to uint8, under 1 grey level).
     """
+    import torch
+    from torch import nn
+
     # A channels-last uint8 view takes PyTorch's vectorised uint8 path: 10x the float one, within 1 level.
     x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.uint8)).permute(0, 3, 1, 2)
     y = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -159,26 +271,6 @@ def intensity_from_heatmaps(maps: torch.Tensor, convention: Convention) -> torch
     return readout(maps, convention)
 
 
-class AUModel(nn.Module):
-    """Base of every AU network: `forward(x) -> heatmaps (B, P, H, W)` plus the spec it was built from.
-
-    The spec is a plain attribute, not a buffer, so the state_dict holds weights only (the BMVC'18
-    release must load into it with no extra key).
-    """
-
-    spec: ModelSpec
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        self.spec = spec
-
-    def preprocess(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return preprocess(crops, self.spec)
-
-    def intensities(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        return intensity_from_heatmaps(heatmaps, self.spec.convention)
-
-
 __all__ = [
     "AUModel",
     "BP4D_AUS",
@@ -186,5 +278,15 @@ __all__ = [
     "ModelSpec",
     "intensity_from_heatmaps",
     "preprocess",
+    "preprocess_numpy",
     "resize_crops",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # AUModel is an nn.Module: importing it imports torch, which the spec and the ONNX path never need.
+    if name == "AUModel":
+        from facskit.models.base import AUModel
+
+        return AUModel
+    raise AttributeError(f"module 'facskit.models.spec' has no attribute {name!r}")
