@@ -174,8 +174,10 @@ def test_onnx_backend_names_an_unreadable_file(tmp_path) -> None:
 
 def test_onnx_runtime_path_never_imports_torch(tiny_model, tmp_path) -> None:
     """A Detector on an .onnx file, and a Ray worker's whole first task (warm-up, the recipe's detector, a
-    chunk of video), in a fresh process: neither torch (~1 s, ~200 MB a process) nor onnx is imported."""
+    chunk of video), in a fresh process: neither torch (~1 s, ~200 MB a process) nor onnx is imported, and
+    the worker's temporary copy of the model is gone afterwards."""
     import json
+    import os
     import subprocess
     import sys
 
@@ -200,7 +202,12 @@ rows = [len(result), len(chunk.rows)]
 print(json.dumps({"rows": rows, "backend": result.attrs["backend"], "heavy": heavy}))
 """
     command = [sys.executable, "-c", code, str(model), str(image), str(SAMPLE_CLIP)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = subprocess.run(
+        command, check=True, capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temp)}
+    )
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["heavy"] == []
+    assert not list(temp.glob("facskit-ray-*"))
     assert report["backend"] == "onnx" and report["rows"][0] >= 1 and report["rows"][1] >= 3

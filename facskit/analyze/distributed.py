@@ -193,11 +193,14 @@ class DetectorRecipe:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(self.model, bytes):
-                folder = Path(tempfile.mkdtemp(prefix="facskit-ray-"))
-                path = folder / "model.onnx"
-                path.write_bytes(self.model)
-                detector = Detector(model=path, device=self.device, every=self.every, faces=self.faces)
-                detector.backend.precision = self.precision  # type: ignore[attr-defined]
+                # ONNX Runtime reads the file when a session is made, so the copy is removed right after:
+                # no file is left behind per worker and run.
+                with tempfile.TemporaryDirectory(prefix="facskit-ray-") as folder:
+                    path = Path(folder) / "model.onnx"
+                    path.write_bytes(self.model)
+                    detector = Detector(model=path, device=self.device, every=self.every, faces=self.faces)
+                    # a session capped to the task's CPUs, at the driver's precision
+                    detector.backend = OnnxBackend(path, self.device, self.threads, self.precision)
             else:
                 detector = Detector(
                     model=self.model,
@@ -207,9 +210,9 @@ class DetectorRecipe:
                     backend=self.backend,  # type: ignore[arg-type]
                     precision=self.precision,  # type: ignore[arg-type]
                 )
-        backend = detector.backend
-        if isinstance(backend, OnnxBackend):  # a session capped to the task's CPUs
-            detector.backend = OnnxBackend(backend.path, self.device, self.threads, backend.precision)
+                backend = detector.backend
+                if isinstance(backend, OnnxBackend):  # a session capped to the task's CPUs
+                    detector.backend = OnnxBackend(backend.path, self.device, self.threads, backend.precision)
         detector.batch_size = self.batch_size
         detector.frame_step = self.frame_step
         detector.pipelined = self.threads > 1
