@@ -207,3 +207,64 @@ def test_pose_start_step_freezes_the_pose_decoder_in_the_loop(tmp_path, pose_sta
     assert changed("au_decoder")
     # held for both steps: the pose decoder is exactly as initialised; started at step 0 or 1: it trains
     assert changed("pose_decoder") == (pose_start < 2)
+
+
+def test_mining_keeps_the_most_different_of_each_group_of_candidates() -> None:
+    """mine_factor k: every pair is the highest-scoring of its k candidates (the uniform draw of k x N),
+    the same pairs for the same (seed, epoch), within the curriculum's gaps and tracks; k = 1 is the
+    uniform sampler unchanged."""
+    from facskit.tcae.pairs import FrameDifference
+
+    index = _index()
+    tracks = tracks_from_index(index)
+    frames = index["frame"].to_numpy()
+    plain = PairCurriculum(min_gap=1, start_max_gap=30, end_max_gap=30)
+    mined = PairCurriculum(min_gap=1, start_max_gap=30, end_max_gap=30, mine_factor=4)
+    assert np.array_equal(
+        PairSampler(tracks, 64, plain, seed=1).pairs(0),
+        sample_pairs(tracks, 64, 1, 30, np.random.default_rng([1, 0])),
+    )
+
+    def gap(pairs: np.ndarray) -> np.ndarray:  # a stand-in difference: the frame gap itself
+        return np.abs(frames[pairs[:, 0]] - frames[pairs[:, 1]]).astype(float)
+
+    sampler = PairSampler(tracks, 64, mined, seed=1, difference=gap)
+    pairs = sampler.pairs(0)
+    candidates = sample_pairs(tracks, 256, 1, 30, np.random.default_rng([1, 0])).reshape(64, 4, 2)
+    assert np.array_equal(gap(pairs), gap(candidates.reshape(-1, 2)).reshape(64, 4).max(axis=1))
+    assert gap(pairs).mean() > gap(candidates[:, 0]).mean() + 3  # mining moved the draw
+    assert np.array_equal(pairs, PairSampler(tracks, 64, mined, seed=1, difference=gap).pairs(0))
+    assert gap(pairs).max() <= 30
+    with pytest.raises(ValueError, match="frame difference"):
+        PairSampler(tracks, 64, mined)
+    with pytest.raises(ValueError, match="mine_factor"):
+        PairCurriculum(mine_factor=0)
+
+    # the real score: mean |a - b| of uint8 thumbnails, without uint8 wrap-around
+    thumbs = np.zeros((3, 4, 4, 3), np.uint8)
+    thumbs[1] = 10
+    thumbs[2, :2] = 250
+    score = FrameDifference(thumbs)(np.array([[0, 1], [1, 0], [1, 2], [0, 0]]))
+    assert score.tolist() == pytest.approx([10.0, 10.0, (240 * 24 + 10 * 24) / 48, 0.0])
+
+
+def test_mine_factor_config_key_and_loop(tmp_path) -> None:
+    from facskit.config import ConfigError
+    from facskit.errors import UsageError
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pretrain import load_tcae, pretrain_tcae
+
+    assert load_tcae_config("tcae-lite").curriculum.mine_factor == 1  # the paper: uniform pairs
+    config = load_tcae_config(
+        "tcae-lite",
+        [*TINY_RUN, "curriculum.mine_factor=3", "data.pairs_per_epoch=16", "train.epochs=1"],
+    )
+    assert config.curriculum.curriculum().mine_factor == 3
+    pretrain_tcae(config, _TinyCache(), tmp_path / "run", quiet=True)
+    assert load_tcae(tmp_path / "run")[1]["step"] == 2
+    with pytest.raises(ConfigError, match="mine_factor"):
+        load_tcae_config("tcae-lite", ["curriculum.mine_factor=0"])
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(UsageError, match="mine_factor"):
+        pretrain_tcae(config, video, tmp_path / "video-run", quiet=True)

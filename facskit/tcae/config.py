@@ -85,6 +85,10 @@ class CurriculumConfig:
     # start_window to end_window with the gap. The reference went (0, 0.5) -> (0.4, 0.9); [0, 1] keeps all.
     start_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
     end_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    # Pair mining: each pair is the most different (mean |I_s - I_t| of 64 px thumbnails) of mine_factor
+    # candidates drawn as above (1: uniform pairs, as the paper). Prepared caches only. Without it the AU
+    # branch of the lite model never started on faces that move little (benchmarks/results/tcae.md).
+    mine_factor: int = 1
 
     def curriculum(self) -> PairCurriculum:
         return PairCurriculum(
@@ -94,6 +98,7 @@ class CurriculumConfig:
             ramp_epochs=self.ramp_epochs,
             start_window=(float(self.start_window[0]), float(self.start_window[1])),
             end_window=(float(self.end_window[0]), float(self.end_window[1])),
+            mine_factor=self.mine_factor,
         )
 
 

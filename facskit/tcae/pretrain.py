@@ -44,6 +44,7 @@ from facskit.tcae.config import (
 from facskit.tcae.losses import LOSS_TERMS, reduce_terms, tcae_loss_terms, twin_ramp
 from facskit.tcae.pairs import (
     CachePairDataset,
+    FrameDifference,
     PairSampler,
     VideoPairStream,
     default_aligner,
@@ -253,10 +254,17 @@ def pretrain_tcae(
 
             cache = PreparedCache(source)
         tracks = tracks_from_index(cache.index)
-        sampler = PairSampler(
-            tracks, config.data.pairs_per_epoch, curriculum, config.train.seed, dist.rank, dist.world_size
-        )
         images = CachePairDataset(cache, spec.input_size, preload=config.data.preload)
+        difference = FrameDifference.of(images) if curriculum.mine_factor > 1 else None
+        sampler = PairSampler(
+            tracks,
+            config.data.pairs_per_epoch,
+            curriculum,
+            config.train.seed,
+            dist.rank,
+            dist.world_size,
+            difference,
+        )
         steps_per_epoch = sampler.batches_per_epoch(per_rank)
         if steps_per_epoch == 0:
             raise UsageError("data.pairs_per_epoch is smaller than one global batch")
@@ -264,6 +272,11 @@ def pretrain_tcae(
     else:
         from facskit.io import iter_media
 
+        if curriculum.mine_factor > 1:
+            raise UsageError(
+                "curriculum.mine_factor > 1 ranks candidate pairs of a prepared cache; prepare the videos "
+                "first (facskit prepare folder ...) or use mine_factor=1 for raw videos"
+            )
         videos = [m.path for m in iter_media([source])]
         steps_per_epoch = 0  # unknown until the first epoch has been read
         log(f"{source}: {len(videos)} videos, pairs from tracked, aligned faces")
