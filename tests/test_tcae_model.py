@@ -200,3 +200,28 @@ def test_pose_scale_zero_switches_the_pose_branch_off(mix: str) -> None:
     on = model(source, target)
     (on.reconstruction - target).abs().mean().backward()
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.pose_decoder.parameters())
+
+
+@pytest.mark.parametrize("mix", ["softmax", "au_gate"])
+def test_au_scale_zero_switches_the_au_branch_off(mix: str) -> None:
+    """The mirror of pose_scale (``loss.au_start_step``): zero AU fields, tau is the pose part alone, the AU
+    logit keeps its value and no gradient reaches the AU decoder; 0.5 halves the field."""
+    torch.manual_seed(0)
+    spec = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix=mix)
+    model = TCAE(spec)
+    for decoder in (model.au_decoder, model.pose_decoder):
+        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    source, target = _image(seed=7), _image(seed=8)
+    full = model(source, target)
+    assert torch.allclose(model(source, target, au_scale=0.5).field_au, 0.5 * full.field_au)
+    model.zero_grad()
+    off = model(source, target, au_scale=0.0)
+    assert torch.all(off.field_au == 0) and torch.all(off.field_au_back == 0)
+    assert torch.equal(off.mask_au, full.mask_au)
+    assert torch.allclose(off.field, off.alpha_pose * off.field_pose, atol=1e-7)
+    assert torch.allclose(off.au_changed, source, atol=1e-5)
+    loss = sum(v.abs().mean() for v in (off.reconstruction - target, off.pose_cycled, off.au_cycled))
+    loss.backward()
+    for name, p in model.au_decoder.named_parameters():
+        assert p.grad is None or torch.all(p.grad == 0), name
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.pose_decoder.parameters())

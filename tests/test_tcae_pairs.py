@@ -177,6 +177,10 @@ def test_pose_start_step_config_key() -> None:
     assert (loss.pose_start_step, loss.pose_ramp_steps) == (600, 50)
     with pytest.raises(ConfigError, match="pose_start_step"):
         load_tcae_config("tcae-lite", ["loss.pose_start_step=-1"])
+    loss = load_tcae_config("tcae-lite", ["loss.au_start_step=300", "loss.au_ramp_steps=20"]).loss
+    assert (loss.au_start_step, loss.au_ramp_steps) == (300, 20)
+    with pytest.raises(ConfigError, match="au_ramp_steps"):
+        load_tcae_config("tcae-lite", ["loss.au_ramp_steps=-1"])
 
 
 @pytest.mark.parametrize("pose_start", [0, 1, 100])

@@ -308,7 +308,9 @@ class TCAE(nn.Module):
         """``(B, 3, S, S)`` in [0, 1] -> ``(phi (B, E), psi (B, E))``: the features the probe uses."""
         return self.encoder(image)
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor, pose_scale: float = 1.0) -> TCAEOutput:
+    def forward(
+        self, source: torch.Tensor, target: torch.Tensor, pose_scale: float = 1.0, au_scale: float = 1.0
+    ) -> TCAEOutput:
         """One twin-cycle pass on a batch of pairs ``(B, 3, S, S)`` in [0, 1].
 
         Source and target share one encoder call (and the two changed faces another) so BatchNorm sees
@@ -319,6 +321,7 @@ class TCAE(nn.Module):
         reaches the pose decoder or the pose branch of the encoder through them (nor through the pose
         logit, which keeps its value), so with a zero initial Adam state they stay as initialised. The
         training loop uses it to start the pose decoder after the AU decoder (``loss.pose_start_step``).
+        ``au_scale`` does the same for the AU decoder's fields (tau_A, tau_-A; ``loss.au_start_step``).
         """
         b = source.shape[0]
         phi, psi = self.encoder(torch.cat((source, target)))  # (2B, E) each
@@ -326,6 +329,10 @@ class TCAE(nn.Module):
 
         field_au, mask_au = self.au_decoder(phi_s, phi_t)  # tau_A: moves the AUs of I_s to those of I_t
         field_pose, mask_pose = self.pose_decoder(psi_s, psi_t)  # tau_P: moves the head pose
+        if au_scale != 1.0:
+            field_au = au_scale * field_au
+            if au_scale == 0.0:
+                mask_au = mask_au.detach() + 0.0 * mask_au
         if pose_scale != 1.0:
             field_pose = pose_scale * field_pose  # 0 * field: exact zeros and zero gradients
             if pose_scale == 0.0:  # same logit value, but no gradient into the switched-off decoder
@@ -343,6 +350,8 @@ class TCAE(nn.Module):
         phi_c, psi_c = self.encoder(torch.cat((au_changed, pose_changed)))  # (2B, E) each
         phi_sa, phi_sp, psi_sa, psi_sp = phi_c[:b], phi_c[b:], psi_c[:b], psi_c[b:]
         field_au_back, _ = self.au_decoder(phi_sa, phi_s)  # tau_-A
+        if au_scale != 1.0:
+            field_au_back = au_scale * field_au_back
         field_pose_back, _ = self.pose_decoder(psi_sp, psi_s)  # tau_-P
         if pose_scale != 1.0:
             field_pose_back = pose_scale * field_pose_back

@@ -127,6 +127,10 @@ class TCAELossConfig:
     # with the twin terms on and tau_P = 0 the pose embedding term pulls psi_s towards psi_t.
     pose_start_step: int = 0
     pose_ramp_steps: int = 0
+    # The same for the AU decoder (tau_A, tau_-A): the pose decoder first, so that the global head motion
+    # is taken by the (smooth) pose field before the AU field can start carrying it (0 and 0: from step 0).
+    au_start_step: int = 0
+    au_ramp_steps: int = 0
 
     def weights(self) -> LossWeights:
         return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding)
@@ -181,7 +185,7 @@ def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
         config.curriculum.curriculum()
     except (KeyError, ValueError) as error:
         raise ConfigError(str(error).strip("'\"")) from None
-    for key in ("pose_start_step", "pose_ramp_steps"):
+    for key in ("pose_start_step", "pose_ramp_steps", "au_start_step", "au_ramp_steps"):
         if getattr(config.loss, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {getattr(config.loss, key)}")
     return config

@@ -349,8 +349,9 @@ def pretrain_tcae(
                 # the pose decoder's share: 0 before loss.pose_start_step, then ramped to 1 (same schedule
                 # shape as the twin terms; 1 throughout by default)
                 pose_scale = twin_ramp(step, config.loss.pose_start_step, config.loss.pose_ramp_steps)
+                au_scale = twin_ramp(step, config.loss.au_start_step, config.loss.au_ramp_steps)  # likewise
                 with autocast():
-                    out_batch = net(source_batch, target_batch, pose_scale=pose_scale)
+                    out_batch = net(source_batch, target_batch, pose_scale=pose_scale, au_scale=au_scale)
                 terms = tcae_loss_terms(out_batch, source_batch, target_batch)  # fp32 losses
                 twin = twin_ramp(step, config.loss.twin_start_step, config.loss.twin_ramp_steps)
                 loss, logged = reduce_terms(
