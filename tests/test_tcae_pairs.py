@@ -272,3 +272,32 @@ def test_mine_factor_config_key_and_loop(tmp_path) -> None:
     video.write_bytes(b"")
     with pytest.raises(UsageError, match="mine_factor"):
         pretrain_tcae(config, video, tmp_path / "video-run", quiet=True)
+
+
+def test_landmark_residual_scores_shape_change_not_head_motion(tmp_path) -> None:
+    """An affine move of every landmark (head motion, the crop's shifts) scores 0; moving the mouth alone
+    scores its share; the config chooses it, and a cache without landmark columns is refused clearly."""
+    from facskit.config import ConfigError
+    from facskit.errors import UsageError
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pairs import LandmarkResidual
+    from facskit.tcae.pretrain import pretrain_tcae
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(3, 68, 2)) * 20
+    points[1] = points[0] @ np.array([[1.1, 0.1], [-0.05, 0.9]]).T + (3.0, -2.0)  # affine: a head move
+    points[2] = points[0]
+    points[2, 48:] += (0.0, 1.0)  # the mouth's 20 points move 1 px down
+    index = pd.DataFrame({f"l{axis}_{i}": points[:, i, k] for i in range(68) for k, axis in enumerate("xy")})
+    score = LandmarkResidual.of_index(index)(np.array([[0, 1], [1, 0], [0, 2], [2, 2]]))
+    assert score[0] == pytest.approx(0, abs=1e-6) and score[1] == pytest.approx(0, abs=1e-6)
+    assert 0.2 < score[2] < 20 / 68 + 0.2 and score[3] == pytest.approx(0, abs=1e-6)
+
+    assert load_tcae_config("tcae-lite").curriculum.mine_score == "frames"
+    config = load_tcae_config(
+        "tcae-lite", [*TINY_RUN, "curriculum.mine_factor=2", "curriculum.mine_score=landmarks"]
+    )
+    with pytest.raises(UsageError, match="landmark columns"):
+        pretrain_tcae(config, _TinyCache(), tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match="mine_score"):
+        load_tcae_config("tcae-lite", ["curriculum.mine_score=pixels"])

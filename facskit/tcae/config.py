@@ -89,6 +89,10 @@ class CurriculumConfig:
     # candidates drawn as above (1: uniform pairs, as the paper). Prepared caches only. Without it the AU
     # branch of the lite model never started on faces that move little (benchmarks/results/tcae.md).
     mine_factor: int = 1
+    # What "most different" means: "frames" (the thumbnails' mean absolute difference) or "landmarks" (the
+    # landmark motion left after the best affine fit: the face changing shape rather than the head moving;
+    # needs the cache's landmark columns).
+    mine_score: Literal["frames", "landmarks"] = "frames"
 
     def curriculum(self) -> PairCurriculum:
         return PairCurriculum(

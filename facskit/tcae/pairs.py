@@ -42,6 +42,7 @@ import torch
 __all__ = [
     "CachePairDataset",
     "FrameDifference",
+    "LandmarkResidual",
     "PairCurriculum",
     "PairSampler",
     "Track",
@@ -179,6 +180,39 @@ class FrameDifference:
             b = self.thumbnails[part[:, 1]].astype(np.int16)
             out[start : start + chunk] = np.abs(a - b).reshape(len(part), -1).mean(axis=1)
         return out
+
+
+class LandmarkResidual:
+    """Non-rigid landmark motion of a pair, for pair mining: ``(pairs (P, 2)) -> (P,)`` mean distance (px)
+    between the source's landmarks and the target's mapped onto them by their best affine fit.
+
+    What an affine map explains is head motion (and the crop's own shifts); what is left is the face
+    changing shape - AU motion, plus some perspective of a turning head. Scoring pairs by it picks pairs
+    for the AU branch rather than for the pose branch, which a frame difference, dominated by head motion
+    where the head moves, does not. It uses the cache's aligned landmarks (the face pipeline's output), no
+    labels.
+    """
+
+    def __init__(self, landmarks: np.ndarray) -> None:
+        self.landmarks = np.asarray(landmarks, dtype=np.float64)  # (N, L, 2)
+
+    @classmethod
+    def of_index(cls, index: pd.DataFrame) -> LandmarkResidual:
+        columns = [c for c in index.columns if c.startswith("lx_")]
+        if not columns:
+            raise ValueError("the cache index has no landmark columns (lx_*, ly_*)")
+        count = len(columns)
+        xs = index[[f"lx_{i}" for i in range(count)]].to_numpy(np.float64)
+        ys = index[[f"ly_{i}" for i in range(count)]].to_numpy(np.float64)
+        return cls(np.stack((xs, ys), axis=-1))
+
+    def __call__(self, pairs: np.ndarray) -> np.ndarray:
+        source, target = self.landmarks[pairs[:, 0]], self.landmarks[pairs[:, 1]]  # (P, L, 2)
+        design = np.concatenate((target, np.ones_like(target[..., :1])), axis=-1)  # (P, L, 3)
+        gram = design.transpose(0, 2, 1) @ design  # (P, 3, 3)
+        coef = np.linalg.solve(gram + 1e-9 * np.eye(3), design.transpose(0, 2, 1) @ source)  # (P, 3, 2)
+        residual = np.linalg.norm(design @ coef - source, axis=-1)  # (P, L)
+        return np.nan_to_num(residual.mean(axis=1), nan=0.0)
 
 
 class PairSampler:

@@ -45,6 +45,7 @@ from facskit.tcae.losses import LOSS_TERMS, reduce_terms, tcae_loss_terms, twin_
 from facskit.tcae.pairs import (
     CachePairDataset,
     FrameDifference,
+    LandmarkResidual,
     PairSampler,
     VideoPairStream,
     default_aligner,
@@ -255,7 +256,14 @@ def pretrain_tcae(
             cache = PreparedCache(source)
         tracks = tracks_from_index(cache.index)
         images = CachePairDataset(cache, spec.input_size, preload=config.data.preload)
-        difference = FrameDifference.of(images) if curriculum.mine_factor > 1 else None
+        difference = None
+        if curriculum.mine_factor > 1 and config.curriculum.mine_score == "landmarks":
+            try:
+                difference = LandmarkResidual.of_index(cache.index)
+            except ValueError as error:
+                raise UsageError(f"curriculum.mine_score=landmarks: {error}") from None
+        elif curriculum.mine_factor > 1:
+            difference = FrameDifference.of(images)
         sampler = PairSampler(
             tracks,
             config.data.pairs_per_epoch,
