@@ -167,15 +167,21 @@ def test_model_uses_its_field_mix() -> None:
         TCAESpec(input_size=32, field_mix="nope")
 
 
-@pytest.mark.parametrize("mix", ["softmax", "au_gate"])
-def test_pose_scale_zero_switches_the_pose_branch_off(mix: str) -> None:
+def _model_with_live_fields(mix: str):
+    """A micro TCAE whose decoders start far from the identity (so both fields are non-zero), a pair of
+    images, and its output on them at full scale."""
     torch.manual_seed(0)
     spec = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix=mix)
     model = TCAE(spec)
     for decoder in (model.au_decoder, model.pose_decoder):
         torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
     source, target = _image(seed=7), _image(seed=8)
-    full = model(source, target)
+    return model, source, target, model(source, target)
+
+
+@pytest.mark.parametrize("mix", ["softmax", "au_gate"])
+def test_pose_scale_zero_switches_the_pose_branch_off(mix: str) -> None:
+    model, source, target, full = _model_with_live_fields(mix)
     assert full.field_pose.abs().max() > 1e-3
     assert torch.equal(model(source, target, pose_scale=1.0).field, full.field)  # 1 is the default
     half = model(source, target, pose_scale=0.5)
@@ -206,13 +212,7 @@ def test_pose_scale_zero_switches_the_pose_branch_off(mix: str) -> None:
 def test_au_scale_zero_switches_the_au_branch_off(mix: str) -> None:
     """The mirror of pose_scale (``loss.au_start_step``): zero AU fields, tau is the pose part alone, the AU
     logit keeps its value and no gradient reaches the AU decoder; 0.5 halves the field."""
-    torch.manual_seed(0)
-    spec = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix=mix)
-    model = TCAE(spec)
-    for decoder in (model.au_decoder, model.pose_decoder):
-        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
-    source, target = _image(seed=7), _image(seed=8)
-    full = model(source, target)
+    model, source, target, full = _model_with_live_fields(mix)
     assert torch.allclose(model(source, target, au_scale=0.5).field_au, 0.5 * full.field_au)
     model.zero_grad()
     off = model(source, target, au_scale=0.0)
