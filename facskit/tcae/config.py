@@ -133,6 +133,8 @@ class TCAELossConfig:
     pose_ramp_steps: int = 0
     # The same for the AU decoder (tau_A, tau_-A): the pose decoder first, so that the global head motion
     # is taken by the (smooth) pose field before the AU field can start carrying it (0 and 0: from step 0).
+    # Keep au_start_step <= twin_start_step too: with the twin terms on and tau_A = 0 the AU-embedding term
+    # pulls phi_s towards phi_t.
     au_start_step: int = 0
     au_ramp_steps: int = 0
 
