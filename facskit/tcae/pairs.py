@@ -14,13 +14,14 @@ decoders learn the easy part first. :class:`PairCurriculum` ramps the largest ga
 ``start_max_gap`` to ``end_max_gap`` over ``ramp_epochs``; the loss window of
 :func:`facskit.tcae.losses.reduce_terms` ramps alongside it.
 
-Mining (``PairCurriculum.mine_factor`` k > 1): each pair is the one of k candidate pairs whose frames differ
-most (mean absolute difference of small thumbnails, :class:`FrameDifference`; tournament selection). Why:
-on faces that keep still, most pairs a few frames apart differ by almost nothing, so the warps get no signal
-to start from. Measured on a synthetic set with AU motion only: with uniform pairs the AU field stayed at
-zero for 1600+ steps, with k = 4 it removed ~20% of the frame difference (what optical flow removes) within
-1200 steps and its embedding's AU probe F1 rose from 0.08 to 0.24 (random encoder 0.10;
-benchmarks/results/tcae.md). It needs no labels: only the frames.
+Mining (``PairCurriculum.mine_factor`` k > 1): each pair is the one of k candidate pairs that differ most
+(tournament selection), by thumbnail difference (:class:`FrameDifference`) or by the landmark motion an
+affine map does not explain (:class:`LandmarkResidual`). Why: on faces that keep still, most pairs a few
+frames apart differ by almost nothing, so the warps get no signal to start from. Measured on a synthetic set
+with AU motion only (lite model, AU decoder alone): with uniform pairs the AU field stayed at zero for 2560
+steps; with k = 4 it removed ~21% of the frame difference after 1024 steps (optical flow removes 19%) and its
+embedding's AU probe F1 rose from 0.084 to 0.229 (random encoder 0.095; benchmarks/results/tcae.md). It
+needs no labels.
 
 Pairs of an epoch are a pure function of ``(seed, epoch)``, so a resumed run continues with the very same
 pairs from the saved batch position, and DDP ranks take disjoint strided slices of the same list.
@@ -220,8 +221,8 @@ class PairSampler:
 
     ``pairs(epoch)`` is the whole epoch's ``(pairs_per_epoch, 2)`` list (same on every rank);
     ``batches(epoch, batch_size, start)`` yields this rank's batches from batch ``start`` on. With the
-    curriculum's ``mine_factor`` k > 1, ``difference`` (a :class:`FrameDifference`) scores k candidates per
-    pair and the most different one is kept.
+    curriculum's ``mine_factor`` k > 1, ``difference`` (a :class:`FrameDifference` or
+    :class:`LandmarkResidual`) scores k candidates per pair and the most different one is kept.
     """
 
     def __init__(
