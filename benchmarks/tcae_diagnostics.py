@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from facskit.data.cache import PreparedCache
 from facskit.data.folds import subject_folds
 from facskit.models.tcae import warp
-from facskit.tcae.pairs import CachePairDataset
+from facskit.tcae.pairs import CachePairDataset, LandmarkResidual
 from facskit.tcae.pretrain import load_tcae
 from facskit.tcae.probe import OCCURRENCE, _linear_f1, centre_by_subject
 
@@ -51,21 +51,21 @@ CACHE_CROP = 256  # prepared caches store 256 px crops; landmark columns are in 
 
 def _landmarks(cache: PreparedCache) -> np.ndarray:
     """``(N, 68, 2)`` aligned landmarks in crop pixels."""
-    index = cache.index
-    xs = index[[f"lx_{i}" for i in range(68)]].to_numpy(np.float64)
-    ys = index[[f"ly_{i}" for i in range(68)]].to_numpy(np.float64)
-    return np.stack((xs, ys), axis=-1)
+    return LandmarkResidual.of_index(cache.index).landmarks
 
 
 def _pairs(cache: PreparedCache, gap: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` random ``(i, i + gap)`` row pairs of the same subject and sequence."""
+    """``count`` random ``(i, i + gap)`` row pairs of the same subject and sequence, ``gap`` frames apart
+    (rows ``gap`` apart whose frame numbers are not, in a cache with missing frames, are redrawn)."""
     subject = cache.index["subject"].astype(str).to_numpy()
     sequence = cache.index["sequence"].astype(str).to_numpy()
+    frame = cache.index["frame"].to_numpy()
     pairs: list[tuple[int, int]] = []
     for _ in range(200 * count):
         i = int(rng.integers(len(subject) - gap))
-        if subject[i] == subject[i + gap] and sequence[i] == sequence[i + gap]:
-            pairs.append((i, i + gap))
+        j = i + gap
+        if subject[i] == subject[j] and sequence[i] == sequence[j] and frame[j] - frame[i] == gap:
+            pairs.append((i, j))
             if len(pairs) == count:
                 return np.array(pairs)
     raise SystemExit(f"fewer than {count} same-sequence pairs {gap} frames apart in this cache")
@@ -117,16 +117,6 @@ def _sample(field: torch.Tensor, points: np.ndarray, size: int) -> np.ndarray:
     return values.numpy() * (size - 1) / 2
 
 
-def _nonrigid(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per pair, source - affine_fit(target -> source): the landmark motion no affine map explains."""
-    out = np.empty_like(source)
-    for b in range(len(source)):
-        design = np.c_[target[b], np.ones(len(target[b]))]
-        coef, *_ = np.linalg.lstsq(design, source[b], rcond=None)
-        out[b] = source[b] - design @ coef
-    return out
-
-
 def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float) -> None:
     torch.set_num_threads(1)
     model, info = load_tcae(run, epoch)
@@ -156,7 +146,7 @@ def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float
 
         at_source, at_target = landmarks[pairs[:, 0]], landmarks[pairs[:, 1]]
         truth = at_source - at_target
-        nonrigid = _nonrigid(at_source, at_target)
+        nonrigid = LandmarkResidual(landmarks).nonrigid(pairs)
         gated_au = out.alpha_au * out.field_au
         mouth = slice(48, 68)
         au_at, pose_at = _sample(gated_au, at_target, size), _sample(out.field_pose, at_target, size)

@@ -207,12 +207,17 @@ class LandmarkResidual:
         ys = index[[f"ly_{i}" for i in range(count)]].to_numpy(np.float64)
         return cls(np.stack((xs, ys), axis=-1))
 
-    def __call__(self, pairs: np.ndarray) -> np.ndarray:
+    def nonrigid(self, pairs: np.ndarray) -> np.ndarray:
+        """``(P, L, 2)``: each source landmark minus the target's landmarks mapped onto the source by their
+        least-squares affine fit, i.e. the part of the motion no affine map explains."""
         source, target = self.landmarks[pairs[:, 0]], self.landmarks[pairs[:, 1]]  # (P, L, 2)
         design = np.concatenate((target, np.ones_like(target[..., :1])), axis=-1)  # (P, L, 3)
         gram = design.transpose(0, 2, 1) @ design  # (P, 3, 3)
         coef = np.linalg.solve(gram + 1e-9 * np.eye(3), design.transpose(0, 2, 1) @ source)  # (P, 3, 2)
-        residual = np.linalg.norm(design @ coef - source, axis=-1)  # (P, L)
+        return source - design @ coef
+
+    def __call__(self, pairs: np.ndarray) -> np.ndarray:
+        residual = np.linalg.norm(self.nonrigid(pairs), axis=-1)  # (P, L)
         return np.nan_to_num(residual.mean(axis=1), nan=0.0)
 
 
