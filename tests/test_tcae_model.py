@@ -225,3 +225,38 @@ def test_au_scale_zero_switches_the_au_branch_off(mix: str) -> None:
     for name, p in model.au_decoder.named_parameters():
         assert p.grad is None or torch.all(p.grad == 0), name
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.pose_decoder.parameters())
+
+
+def test_au_field_residual_leaves_nothing_a_pose_grid_field_could_express() -> None:
+    torch.manual_seed(0)
+    spec = TCAESpec(
+        input_size=32, filters=4, embedding_size=8, branch_layers=2, pose_field_grid=2, au_field_residual=True
+    )
+    model = TCAE(spec)
+    for decoder in (model.au_decoder, model.pose_decoder):
+        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    out = model(_image(seed=3), _image(seed=4))
+    # with grid 2 the pose fields are the bilinear fields a + b x + c y + d x y: the AU field is orthogonal
+    # to all four, per channel, forward and back
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    bilinear = torch.stack([torch.ones_like(xs), xs, ys, xs * ys]).flatten(1)  # (4, S*S)
+    for field in (out.field_au, out.field_au_back):
+        assert field.abs().max() > 1e-2
+        assert (field.flatten(2) @ bilinear.T).abs().max() < 1e-3
+    # a field that is a pose-grid field plus a local bump keeps exactly the bump's non-bilinear part
+    decoder = model.au_decoder
+    smooth = (0.2 + 0.1 * xs - 0.3 * ys + 0.05 * xs * ys).expand(1, 2, 32, 32)
+    fit_of_smooth = (smooth.flatten(2) @ decoder.grid_basis) @ decoder.grid_basis.T
+    assert torch.allclose(fit_of_smooth.view_as(smooth), smooth, atol=1e-5)
+    # the paper's default keeps the decoder's field; the option needs a coarse pose field to subtract
+    assert TCAESpec().au_field_residual is False
+    assert (
+        TCAE(
+            TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2)
+        ).au_decoder.residual_of_grid
+        == 0
+    )
+    with pytest.raises(ValueError, match="au_field_residual"):
+        TCAESpec(input_size=32, au_field_residual=True)
+    # the basis is derived, not stored: checkpoints keep their keys
+    assert "grid_basis" not in "".join(model.state_dict())

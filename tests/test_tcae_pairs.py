@@ -301,3 +301,14 @@ def test_landmark_residual_scores_shape_change_not_head_motion(tmp_path) -> None
         pretrain_tcae(config, _TinyCache(), tmp_path / "run", quiet=True)
     with pytest.raises(ConfigError, match="mine_score"):
         load_tcae_config("tcae-lite", ["curriculum.mine_score=pixels"])
+
+
+def test_au_field_residual_config_key() -> None:
+    from facskit.config import ConfigError
+    from facskit.tcae.config import load_tcae_config
+
+    assert load_tcae_config("tcae-lite").model.spec().au_field_residual is False
+    config = load_tcae_config("tcae-lite", ["model.pose_field_grid=2", "model.au_field_residual=true"])
+    assert config.model.spec().au_field_residual is True
+    with pytest.raises(ConfigError, match="au_field_residual"):
+        load_tcae_config("tcae-lite", ["model.au_field_residual=true"])

@@ -80,6 +80,12 @@ class TCAESpec:
     # full and the AU mask only gates the AU field, so the pose *mask* cannot carve local motion out of the
     # pose field (the loophole measured with pose_field_grid, benchmarks/results/tcae.md).
     field_mix: str = "softmax"
+    # False: the AU field is the decoder's output, as the paper. True (needs pose_field_grid > 0): the AU
+    # field keeps only what the pose field cannot express - its least-squares fit by the pose field's
+    # N x N bilinear grid is subtracted. Why: with head motion in the videos the AU branch also learned the
+    # head's smooth motion (AU-embedding yaw R^2 0.76-0.82, benchmarks/results/tcae.md), so the pose branch
+    # had nothing left to learn; this makes the split structural instead of hoping L1 sparsity finds it.
+    au_field_residual: bool = False
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -93,13 +99,18 @@ class TCAESpec:
             )
         if self.field_mix not in FIELD_MIXES:
             raise ValueError(f"field_mix must be one of {', '.join(FIELD_MIXES)}, got {self.field_mix!r}")
+        if self.au_field_residual and self.pose_field_grid == 0:
+            raise ValueError(
+                "au_field_residual needs a coarse pose field (pose_field_grid > 0): against the dense pose "
+                "field of the paper nothing would be left of the AU field"
+            )
 
     @property
     def levels(self) -> int:
         """Number of stride-2 steps from the input to 1x1 (8 for 256)."""
         return int(math.log2(self.input_size))
 
-    def to_dict(self) -> dict[str, int | str]:
+    def to_dict(self) -> dict[str, int | str | bool]:
         return asdict(self)
 
 
@@ -219,11 +230,20 @@ class FieldDecoder(nn.Module):
 
     ``field_grid`` > 0 restricts the field to a bilinear interpolation of ``field_grid x field_grid`` values
     (the full-resolution output average-pooled to that grid, then upsampled); the mask is not restricted.
+    ``residual_of_grid`` > 0 does the opposite: the field's least-squares fit by such a grid is subtracted,
+    leaving the part no ``residual_of_grid``-grid field can express (:attr:`TCAESpec.au_field_residual`).
     """
 
-    def __init__(self, spec: TCAESpec, field_grid: int = 0) -> None:
+    def __init__(self, spec: TCAESpec, field_grid: int = 0, residual_of_grid: int = 0) -> None:
         super().__init__()
         self.field_grid = field_grid
+        self.residual_of_grid = residual_of_grid
+        if residual_of_grid:
+            # Orthonormal basis (S*S, N*N) of the fields a bilinear N x N grid gives; derived from the spec,
+            # so not saved in checkpoints.
+            self.register_buffer(
+                "grid_basis", _bilinear_grid_basis(residual_of_grid, spec.input_size), persistent=False
+            )
         widest = 8 * spec.filters
         n = spec.levels
         # stage i (of n - 1) has min(f * 2^(n-2-i), 8f) channels: 256, 256, 256, 256, 128, 64, 32 for 256/32
@@ -255,7 +275,21 @@ class FieldDecoder(nn.Module):
         if self.field_grid:
             coarse = F.adaptive_avg_pool2d(field, self.field_grid)  # (B, 2, N, N)
             field = F.interpolate(coarse, size=field.shape[-2:], mode="bilinear", align_corners=True)
+        if self.residual_of_grid:
+            flat = field.flatten(2).float()  # (B, 2, S*S)
+            basis = self.grid_basis  # (S*S, N*N)
+            fit = (flat @ basis) @ basis.T  # orthogonal projection onto the grid fields
+            field = (flat - fit).to(field.dtype).view_as(field)
         return field, out[:, 2:]
+
+
+def _bilinear_grid_basis(grid: int, size: int) -> torch.Tensor:
+    """Orthonormal basis ``(size*size, grid*grid)`` of the fields that are bilinear interpolations
+    (align_corners=True) of ``grid x grid`` values - the span of :class:`FieldDecoder`'s coarse fields."""
+    nodes = torch.eye(grid * grid, dtype=torch.float64).view(grid * grid, 1, grid, grid)
+    hats = F.interpolate(nodes, size=(size, size), mode="bilinear", align_corners=True)  # (N*N, 1, S, S)
+    basis, _ = torch.linalg.qr(hats.flatten(1).T)  # (S*S, N*N)
+    return basis.float()
 
 
 @dataclass
@@ -301,7 +335,8 @@ class TCAE(nn.Module):
         super().__init__()
         self.spec = spec or TCAESpec()
         self.encoder = TCAEEncoder(self.spec)
-        self.au_decoder = FieldDecoder(self.spec)
+        residual = self.spec.pose_field_grid if self.spec.au_field_residual else 0
+        self.au_decoder = FieldDecoder(self.spec, residual_of_grid=residual)
         self.pose_decoder = FieldDecoder(self.spec, field_grid=self.spec.pose_field_grid)
 
     def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,6 +44,9 @@ class TCAEModelConfig:
     # How tau combines the two fields: "softmax" (paper eq. 3) or "au_gate" (tau_P + sigmoid(m_A) tau_A;
     # see TCAESpec.field_mix). None keeps the preset's value.
     field_mix: Literal["softmax", "au_gate"] | None = None
+    # True: the AU field minus its fit by the pose field's grid (needs pose_field_grid > 0; see
+    # TCAESpec.au_field_residual). None keeps the preset's value (False, the paper).
+    au_field_residual: bool | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -55,6 +58,7 @@ class TCAEModelConfig:
                 ("branch_layers", self.branch_layers),
                 ("pose_field_grid", self.pose_field_grid),
                 ("field_mix", self.field_mix),
+                ("au_field_residual", self.au_field_residual),
             )
             if v is not None
         }
