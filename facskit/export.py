@@ -13,7 +13,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -95,26 +95,6 @@ def spec_from_metadata(metadata: dict[str, str], path: Path | str) -> ModelSpec:
             f"{path}: no facskit model spec in the ONNX metadata; export it with `facskit export`"
         )
     return ModelSpec.from_dict(json.loads(metadata[SPEC_KEY]))
-
-
-def open_onnx_session(
-    path: Path | str, device: str = "cpu", threads: int | None = None
-) -> tuple[Any, ModelSpec]:
-    """An ONNX Runtime session for ``path`` and its spec (CUDA provider when asked and available)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UsageError("the onnx backend needs onnxruntime: pip install 'facskit[onnx]'") from None
-    spec = read_onnx_spec(path)
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise UsageError("--device cuda with --backend onnx needs onnxruntime-gpu")
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers), spec
 
 
 def cache_dir() -> Path:
