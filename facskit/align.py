@@ -42,6 +42,7 @@ __all__ = [
     "points_to_crop",
     "points_to_frame",
     "rescale_points",
+    "track_matrix",
 ]
 
 REFERENCE_SIZE = 256
@@ -167,13 +168,38 @@ def points_to_frame(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points_to_crop(points, cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64)))
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, spec: AlignSpec = AlignSpec()) -> AlignedFace:
+def track_matrix(landmarks: np.ndarray, spec: AlignSpec = AlignSpec()) -> np.ndarray:
+    """One (2, 3) frame -> crop matrix for a whole track: ``spec``'s alignment of the per-point median of
+    ``landmarks`` (N, 68, 2) frame pixels, frames with NaN points ignored.
+
+    Why: a crop aligned per frame removes the head's in-plane motion (and much of the rest), which is
+    exactly what TCAE's pose branch is meant to learn; one crop per track keeps it in the images, as in the
+    paper's VoxCeleb face tracks, while still framing the face. The median, not the mean, so a few bad
+    landmark frames do not move the crop.
+    """
+    lms = np.asarray(landmarks, dtype=np.float64)
+    if lms.ndim != 3 or lms.shape[1:] != (68, 2):
+        raise ValueError(f"landmarks must have shape (N, 68, 2), got {lms.shape}")
+    usable = np.isfinite(lms).all(axis=(1, 2))
+    if not usable.any():
+        raise ValueError("no frame of the track has usable landmarks")
+    return alignment_matrix(np.median(lms[usable], axis=0), spec)
+
+
+def align_face(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    spec: AlignSpec = AlignSpec(),
+    matrix: np.ndarray | None = None,
+) -> AlignedFace:
     """Warp ``image`` (H, W, 3) uint8 RGB to the ``spec.size`` crop of the face with ``landmarks`` (68, 2).
 
     The warp is ``cv2.warpAffine(image, M, (S, S))`` with OpenCV's defaults (bilinear, constant 0 border),
     as in the BMVC'18 reference; the returned landmarks are the input landmarks through the same ``M``.
+    ``matrix`` (2, 3) replaces the face's own alignment (e.g. one :func:`track_matrix` for a whole track).
     """
-    matrix = alignment_matrix(landmarks, spec)
+    _check_landmarks(landmarks)
+    matrix = alignment_matrix(landmarks, spec) if matrix is None else np.asarray(matrix, dtype=np.float64)
     crop = cv2.warpAffine(np.ascontiguousarray(image), matrix, (spec.size, spec.size))
     crop_landmarks = points_to_crop(landmarks, matrix).astype(np.float32)  # (68, 2)
     return AlignedFace(crop=crop, landmarks=crop_landmarks, matrix=matrix)

@@ -119,3 +119,21 @@ def test_heatmap_peak_lands_where_the_point_does(kind):
         centroid = np.array([(weight * cols).sum(), (weight * rows).sum()]) / weight.sum()
         np.testing.assert_allclose(centroid, expected[p], atol=0.1)
         assert frame[p].max() == pytest.approx(1.0, abs=0.05)
+
+
+def test_track_matrix_aligns_the_median_face_of_the_usable_frames() -> None:
+    from facskit.align import track_matrix
+
+    rng = np.random.default_rng(0)
+    face = MEAN_FACE_256 * 0.8 + np.array([40.0, 30.0])  # (68, 2) a face somewhere in a frame
+    frames = np.stack([face + rng.normal(0, 0.5, face.shape) for _ in range(9)])  # (9, 68, 2)
+    frames[3] = np.nan  # a frame without landmarks does not count
+    frames[5] += 500.0  # nor does one wild frame move the median far
+    matrix = track_matrix(frames)
+    np.testing.assert_allclose(matrix, alignment_matrix(np.median(frames[[0, 1, 2, 4, 5, 6, 7, 8]], 0)))
+    # the clean face lands within a pixel of where its own alignment puts it
+    assert np.abs(points_to_crop(face, matrix) - points_to_crop(face, alignment_matrix(face))).max() < 1.0
+    with pytest.raises(ValueError, match="no frame"):
+        track_matrix(np.full((2, 68, 2), np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        track_matrix(face)

@@ -211,3 +211,47 @@ def test_other_settings_and_concurrent_runs_are_refused(disfa: Path, tmp_path: P
         holder.close()
     shutil.rmtree(tmp_path / "cache" / SHARD_DIR)
     (tmp_path / "cache" / SHARD_DIR).mkdir()
+
+
+def test_track_crops_frame_each_sequence_with_one_matrix(disfa: Path, bp4d: Path, tmp_path: Path) -> None:
+    from facskit.align import track_matrix
+
+    summary = prepare_dataset(read_disfa(disfa), tmp_path / "track", workers=1, progress=False, crop="track")
+    assert summary.prepared == 30 and summary.skipped == {}
+    cache = PreparedCache(tmp_path / "track")
+    assert cache.meta["align"] == {"kind": "bmvc", "size": 256, "crop": "track"}
+    gt = truth(disfa, ("subject", "frame"))
+    subject = "SN002"
+    rows = gt.loc[subject].sort_index()
+    points = np.stack(
+        [rows[[f"x_{j}" for j in range(68)]].to_numpy(), rows[[f"y_{j}" for j in range(68)]].to_numpy()], -1
+    )  # (frames, 68, 2) frame pixels
+    matrix = track_matrix(points)
+    ours = cache.index[cache.index["subject"] == subject]
+    # every frame of the sequence through the one matrix: the crop, and landmarks that follow the head
+    first = ours.iloc[4]
+    frame = next(f for f in iter_frames(first["source"]) if f.index == first["source_frame"])
+    position = int(np.flatnonzero(cache.index.index == first.name)[0])
+    truth_points = points[int(np.flatnonzero(rows.index == first["frame"])[0])]
+    np.testing.assert_array_equal(
+        cache.image(position), align_face(frame.image, truth_points, matrix=matrix).crop
+    )
+    keep = [i for i in range(68) if i not in (60, 64)]
+    for i, row in enumerate(ours.itertuples()):
+        crop_points = np.stack(
+            [[getattr(row, f"lx_{j}") for j in keep], [getattr(row, f"ly_{j}") for j in keep]], 1
+        )
+        assert np.abs(crop_points - points_to_crop(points[i][keep], matrix)).max() < 1.0
+    # unlike per-frame alignment, the eye corners are not pinned to the template: the head moves in the crop
+    corners = ours[["lx_36", "ly_36", "lx_45", "ly_45"]].to_numpy()
+    assert corners.std(axis=0).max() > 0.2
+    # a cache's crop mode is one of its settings
+    with pytest.raises(DatasetError, match="crop"):
+        prepare_dataset(read_disfa(disfa), tmp_path / "track", workers=1, progress=False)
+    with pytest.raises(ValueError, match="crop must be"):
+        prepare_dataset(read_disfa(disfa), tmp_path / "other", workers=1, progress=False, crop="box")
+    # detected landmarks (a first decoding pass): the same frames skipped, each problem reported once
+    summary = prepare_dataset(read_bp4d(bp4d), tmp_path / "bp4d", workers=1, progress=False, crop="track")
+    assert summary.skipped == {"no_face": 1, "unreadable": 1}
+    assert sum("0005.jpg: unreadable frame" in str(p) for p in summary.problems) == 1
+    assert (PreparedCache(tmp_path / "bp4d").index["landmark_source"] == "detected").all()

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detect-every", type=int, default=5, help="run the face detector every N frames, track between"
     )
+    parser.add_argument(
+        "--crop",
+        choices=("aligned", "track"),
+        default="aligned",
+        help="aligned: every frame aligned on its landmarks (what AU models train on; default); track: one "
+        "crop per sequence, so head motion stays in the frames (TCAE pretraining, like the paper's tracks)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line; summary only")
 
 
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         landmarks=args.landmarks,
         shard_size=args.shard_size,
         detect_every=args.detect_every,
+        crop=args.crop,
         progress=not args.quiet,
     )
     print(summary.text())

@@ -59,6 +59,10 @@ LandmarkMode = Literal["dataset", "detect"]
 LOCK_FILE = ".lock"
 # BMVC'18 3-point alignment to 256 x 256, what every paper preset trains on.
 DEFAULT_ALIGN = AlignSpec("bmvc", 256)
+# How frames are cropped (prepare_dataset's ``crop``): each frame aligned on its own landmarks, or one crop
+# per sequence (the head's motion stays in the images; for TCAE pretraining).
+CropMode = Literal["aligned", "track"]
+CROP_MODES: tuple[str, ...] = ("aligned", "track")
 # Settings that change the content of a cache; a rerun with other values must use another folder.
 _META_KEYS = ("dataset", "aus", "align", "landmarks", "shard_size", "detect_every")
 
@@ -121,6 +125,7 @@ class _Task:
     shard_size: int
     detect_every: int
     aus: tuple[int, ...]
+    crop: CropMode = "aligned"
 
 
 @dataclass
@@ -212,7 +217,7 @@ def _frames(rows: pd.DataFrame, problems: list[Problem]) -> Iterator[tuple[int, 
 
 def _prepare_sequence(task: _Task) -> _Outcome:
     """Prepare one sequence and commit it (shards, then the problems file, then the part index)."""
-    from facskit.align import align_face
+    from facskit.align import align_face, track_matrix
     from facskit.data.disfa import read_disfa_landmarks
     from facskit.faces import FaceTracker, head_pose
 
@@ -236,6 +241,48 @@ def _prepare_sequence(task: _Task) -> _Outcome:
     )
     tracker = None
     bad_landmark_files: list[str] = []
+
+    def find_landmarks(position: int, image: np.ndarray | None) -> np.ndarray | None:
+        """The dataset's landmarks of a frame, else dlib's (largest face); records where they came from."""
+        nonlocal tracker
+        if dataset_landmarks is not None and dataset_landmarks[position]:
+            try:
+                points = read_disfa_landmarks(dataset_landmarks[position])
+                source_of_landmarks[position] = "dataset"
+                return points
+            except ValueError as error:
+                bad_landmark_files.append(str(error))
+        if image is None:
+            return None
+        if tracker is None:
+            tracker = FaceTracker(every=task.detect_every)
+        faces = [f for f in tracker.update(image) if f.success]
+        if not faces:
+            return None
+        # One person per dataset sequence: the largest face is the subject, others are bystanders.
+        best = max(faces, key=lambda f: float(f.box.w) * float(f.box.h))
+        source_of_landmarks[position] = "detected"
+        pose[position] = tuple(best.pose)
+        return np.asarray(best.landmarks, dtype=np.float32)
+
+    # "track" crops: a first pass finds every frame's landmarks (decoding only when some must be detected),
+    # then one matrix frames the whole sequence (facskit.align.track_matrix).
+    known: np.ndarray | None = None  # (n, 68, 2) frame pixels from the first pass, NaN where none
+    matrix: np.ndarray | None = None
+    if task.crop == "track":
+        known = np.full((n, 68, 2), np.nan, dtype=np.float32)
+        if dataset_landmarks is not None and all(dataset_landmarks):
+            first_pass: Iterator[tuple[int, np.ndarray | None]] = ((p, None) for p in range(n))
+        else:
+            first_pass = _frames(rows, [])  # its decoding problems are reported by the second pass
+        for position, image in first_pass:
+            points = find_landmarks(position, image)
+            if points is not None:
+                known[position] = points
+        try:
+            matrix = track_matrix(known, spec)
+        except ValueError:
+            matrix = None  # no face anywhere: every frame is skipped below as it would be per frame
     pending = 0
     try:
         for position, image in _frames(rows, problems):
@@ -246,29 +293,16 @@ def _prepare_sequence(task: _Task) -> _Outcome:
             if image is None:
                 skip[position] = SKIP_UNREADABLE
                 continue
-            points = None
-            if dataset_landmarks is not None and dataset_landmarks[position]:
-                try:
-                    points = read_disfa_landmarks(dataset_landmarks[position])
-                    source_of_landmarks[position] = "dataset"
-                except ValueError as error:
-                    bad_landmark_files.append(str(error))
-            if points is None:
-                if tracker is None:
-                    tracker = FaceTracker(every=task.detect_every)
-                faces = [f for f in tracker.update(image) if f.success]
-                if faces:
-                    # One person per dataset sequence: the largest face is the subject, others are bystanders.
-                    best = max(faces, key=lambda f: float(f.box.w) * float(f.box.h))
-                    points = np.asarray(best.landmarks, dtype=np.float32)
-                    source_of_landmarks[position] = "detected"
-                    pose[position] = tuple(best.pose)
+            if known is None:
+                points = find_landmarks(position, image)
+            else:
+                points = known[position] if np.isfinite(known[position]).all() else None
             if points is None:
                 skip[position] = SKIP_NO_FACE
                 continue
             detected[position] = True
             try:
-                aligned = align_face(image, points, spec)
+                aligned = align_face(image, points, spec, matrix)
             except ValueError:
                 skip[position] = SKIP_BAD_LANDMARKS
                 continue
@@ -388,20 +422,27 @@ def prepare_dataset(
     spec: AlignSpec = DEFAULT_ALIGN,
     shard_size: int = 1024,
     detect_every: int = 5,
+    crop: CropMode = "aligned",
     progress: bool = True,
     stream: TextIO | None = None,
 ) -> PrepareSummary:
     """Detect or read landmarks, align every frame of ``index`` and write the cache at ``out``.
 
     ``landmarks="dataset"`` uses the dataset's own landmarks where the index has them (DISFA) and detects
-    elsewhere; ``"detect"`` always runs dlib. ``workers`` processes share the sequences (``workers <= 1``
-    runs in this process). Sequences already committed in ``out`` are kept (resume). Returns the summary;
-    raises :class:`DatasetError` when ``out`` holds a cache with other settings or is being written.
+    elsewhere; ``"detect"`` always runs dlib. ``crop="track"`` frames each sequence with one matrix
+    (:func:`facskit.align.track_matrix`) instead of aligning every frame, so the head's motion stays in the
+    crops (TCAE pretraining; AU models want the default ``"aligned"``); it reads the landmarks in a first
+    pass, which decodes the video twice where they must be detected. ``workers`` processes share the
+    sequences (``workers <= 1`` runs in this process). Sequences already committed in ``out`` are kept
+    (resume). Returns the summary; raises :class:`DatasetError` when ``out`` holds a cache with other
+    settings or is being written.
     """
     if landmarks not in ("dataset", "detect"):
         raise ValueError(f"landmarks must be 'dataset' or 'detect', got {landmarks!r}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}")
     started = time.perf_counter()
     stream = stream or sys.stderr
     out = Path(out)
@@ -420,7 +461,8 @@ def prepare_dataset(
             "dataset": index.dataset,
             "source_root": str(index.root),
             "aus": list(index.aus),
-            "align": {"kind": spec.kind, "size": spec.size},
+            # "crop" only when not the default, so caches made before it existed resume unchanged
+            "align": {"kind": spec.kind, "size": spec.size} | ({"crop": crop} if crop != "aligned" else {}),
             "landmarks": landmarks,
             "shard_size": shard_size,
             "detect_every": detect_every,
@@ -443,6 +485,7 @@ def prepare_dataset(
                     shard_size,
                     detect_every,
                     tuple(index.aus),
+                    crop,
                 )
             )
         done = {t.key for t in tasks if (out / PART_DIR / f"{t.key}.parquet").is_file()}
