@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the PNG grids")
     parser.add_argument("--cell", type=int, default=128, help="panel size in pixels, default 128")
     parser.add_argument("--epoch", type=int, default=None, help="use epoch-NNN.ckpt instead of last.ckpt")
+    parser.add_argument(
+        "--crop",
+        choices=("aligned", "track"),
+        default="aligned",
+        help="a video's pairs: each frame aligned (default), or both cropped as the source frame so head "
+        "motion shows (for models pretrained on a `facskit prepare --crop track` cache)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -34,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
         pairs = list(pairs_from_cache(PreparedCache(source), args.pairs, args.gap, args.seed))
     else:
-        pairs = list(pairs_from_video(source, args.pairs, args.gap))
+        pairs = list(pairs_from_video(source, args.pairs, args.gap, crop=args.crop))
     if not pairs:
         raise UsageError(f"{source}: no pair of frames with a tracked face {args.gap} frames apart")
     paths = write_grids(model, pairs, args.out, stem=source.stem, cell=args.cell)

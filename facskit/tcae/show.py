@@ -119,32 +119,45 @@ def pairs_from_cache(
 
 
 def pairs_from_video(
-    path: str | Path, count: int, gap: int, crop_size: int = 256
+    path: str | Path, count: int, gap: int, crop_size: int = 256, crop: str = "aligned"
 ) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
     """``count`` pairs ``gap`` frames apart, sources spread evenly over the video, the first tracked face.
 
-    The video is streamed once; only the crops of the wanted frames are kept (constant memory).
+    ``crop="aligned"`` aligns each frame on its own landmarks (as ``facskit analyze``); ``"track"`` crops
+    both frames of a pair with the source frame's alignment, so the head's motion between them stays in
+    the images (what a model pretrained on a ``facskit prepare --crop track`` cache saw). The video is
+    streamed once; only the wanted frames' faces are kept (constant memory).
     """
+    from facskit.align import AlignSpec, align_face, alignment_matrix
     from facskit.data.index import video_frame_count
+    from facskit.faces import FaceTracker
     from facskit.io import iter_frames
-    from facskit.tcae.pairs import default_aligner
 
+    if crop not in ("aligned", "track"):
+        raise ValueError(f"crop must be 'aligned' or 'track', got {crop!r}")
     total = video_frame_count(Path(path))
     if total <= gap:
         raise ValueError(f"{path}: {total} frames, too short for a gap of {gap}")
     sources = np.unique(np.linspace(0, total - 1 - gap, count).round().astype(int))
     wanted = set(sources.tolist()) | set((sources + gap).tolist())
-    aligner = default_aligner(size=crop_size)
-    crops: dict[int, np.ndarray] = {}
+    tracker = FaceTracker(every=5)
+    faces: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (image, landmarks (68, 2))
     for frame in iter_frames(Path(path)):
-        faces = aligner(frame.image)  # track every frame so the tracker stays locked
-        if frame.index in wanted and faces:
-            crops[frame.index] = faces[0][1]
+        tracked = [f for f in tracker.update(frame.image) if getattr(f, "success", True)]  # every frame
+        if frame.index in wanted and tracked:
+            faces[frame.index] = (frame.image, np.asarray(tracked[0].landmarks))
         if frame.index > max(wanted):
             break
+    spec = AlignSpec(kind="bmvc", size=crop_size)
     for s in sources:
-        if s in crops and s + gap in crops:
-            yield crops[s], crops[s + gap], f"{Path(path).name} frame {s} -> {s + gap}"
+        if s in faces and s + gap in faces:
+            (image_s, points_s), (image_t, points_t) = faces[s], faces[s + gap]
+            matrix = alignment_matrix(points_s, spec) if crop == "track" else None
+            yield (
+                align_face(image_s, points_s, spec).crop,
+                align_face(image_t, points_t, spec, matrix).crop,
+                f"{Path(path).name} frame {s} -> {s + gap}",
+            )
 
 
 def write_grids(
