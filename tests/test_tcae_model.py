@@ -230,7 +230,12 @@ def test_au_scale_zero_switches_the_au_branch_off(mix: str) -> None:
 def test_au_field_residual_leaves_nothing_a_pose_grid_field_could_express() -> None:
     torch.manual_seed(0)
     spec = TCAESpec(
-        input_size=32, filters=4, embedding_size=8, branch_layers=2, pose_field_grid=2, au_field_residual=True
+        input_size=32,
+        filters=4,
+        embedding_size=8,
+        branch_layers=2,
+        pose_field_grid=2,
+        au_field_residual="uniform",
     )
     model = TCAE(spec)
     for decoder in (model.au_decoder, model.pose_decoder):
@@ -249,7 +254,7 @@ def test_au_field_residual_leaves_nothing_a_pose_grid_field_could_express() -> N
     fit_of_smooth = (smooth.flatten(2) @ decoder.grid_basis) @ decoder.grid_basis.T
     assert torch.allclose(fit_of_smooth.view_as(smooth), smooth, atol=1e-5)
     # the paper's default keeps the decoder's field; the option needs a coarse pose field to subtract
-    assert TCAESpec().au_field_residual is False
+    assert TCAESpec().au_field_residual == "none"
     assert (
         TCAE(
             TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2)
@@ -257,6 +262,60 @@ def test_au_field_residual_leaves_nothing_a_pose_grid_field_could_express() -> N
         == 0
     )
     with pytest.raises(ValueError, match="au_field_residual"):
-        TCAESpec(input_size=32, au_field_residual=True)
+        TCAESpec(input_size=32, au_field_residual="uniform")
+    with pytest.raises(ValueError, match="au_field_residual"):
+        TCAESpec(input_size=32, pose_field_grid=2, au_field_residual="half")
+    with pytest.raises(ValueError, match="sigmoid AU gate"):  # softmax has no gate of the AU field alone
+        TCAESpec(input_size=32, pose_field_grid=2, au_field_residual="gated")
+    # checkpoints written when it was a bool
+    assert TCAESpec(input_size=32, pose_field_grid=2, au_field_residual=True).au_field_residual == "uniform"
+    assert TCAESpec(input_size=32, au_field_residual=False).au_field_residual == "none"
     # the basis is derived, not stored: checkpoints keep their keys
     assert "grid_basis" not in "".join(model.state_dict())
+
+
+def test_gated_residual_leaves_no_grid_motion_where_the_au_gate_is_open() -> None:
+    # A field that moves the face region (gate open) one way and the background (gate closed) the other
+    # has no whole-image bilinear fit, so "uniform" keeps it; weighted by the gate, the face's shift is fit
+    # and removed, and what is left under the open gate is ~0.
+    from facskit.models.tcae import _bilinear_grid_basis, remove_grid_fit
+
+    basis = _bilinear_grid_basis(2, 32)
+    inside = torch.zeros(1, 1, 32, 32)
+    inside[..., 8:24, 8:24] = 1.0
+    field = torch.where(inside.bool(), 0.1, -0.1 * 16 * 16 / (32 * 32 - 16 * 16)).expand(1, 2, 32, 32)
+    uniform = remove_grid_fit(field, basis)
+    gate = 0.001 + 0.998 * inside  # sigmoid of large logits
+    gated = remove_grid_fit(field, basis, gate)
+    assert uniform[..., 8:24, 8:24].abs().mean() > 0.05  # the face-wide shift survives the uniform fit
+    assert gated[..., 8:24, 8:24].abs().max() < 0.01  # and not the gated one
+    # a gated fit of a field that is already a grid field removes all of it
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    smooth = torch.stack([0.1 * xs * ys, 0.2 - 0.1 * ys]).unsqueeze(0)
+    assert remove_grid_fit(smooth, basis, torch.rand(1, 1, 32, 32) + 0.1).abs().max() < 1e-4
+
+
+def test_gated_mix_and_coarse_pose_mask() -> None:
+    torch.manual_seed(0)
+    spec = TCAESpec(
+        input_size=64,
+        filters=4,
+        embedding_size=8,
+        branch_layers=2,
+        pose_field_grid=2,
+        field_mix="gated",
+        pose_mask_grid=4,
+        au_field_residual="gated",
+    )
+    model = TCAE(spec)
+    for decoder in (model.au_decoder, model.pose_decoder):
+        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    out = model(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    assert torch.allclose(out.alpha_pose, torch.sigmoid(out.mask_pose)) and out.alpha_pose.std() > 1e-3
+    assert torch.allclose(out.field, out.alpha_pose * out.field_pose + out.alpha_au * out.field_au, atol=1e-6)
+    # the pose mask is a 4 x 4 grid upsampled: equal to the upsampling of its own nodes
+    nodes = out.mask_pose[:, :, ::21, ::21]  # align_corners nodes of a 4 x 4 grid at 64 px: 0, 21, 42, 63
+    up = torch.nn.functional.interpolate(nodes, size=(64, 64), mode="bilinear", align_corners=True)
+    assert torch.allclose(out.mask_pose, up, atol=1e-5)
+    with pytest.raises(ValueError, match="pose_mask_grid"):
+        TCAESpec(input_size=32, pose_mask_grid=1)

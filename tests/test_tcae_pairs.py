@@ -307,8 +307,17 @@ def test_au_field_residual_config_key() -> None:
     from facskit.config import ConfigError
     from facskit.tcae.config import load_tcae_config
 
-    assert load_tcae_config("tcae-lite").model.spec().au_field_residual is False
-    config = load_tcae_config("tcae-lite", ["model.pose_field_grid=2", "model.au_field_residual=true"])
-    assert config.model.spec().au_field_residual is True
+    assert load_tcae_config("tcae-lite").model.spec().au_field_residual == "none"
+    config = load_tcae_config(
+        "tcae-lite",
+        [
+            "model.pose_field_grid=2",
+            "model.field_mix=gated",
+            "model.au_field_residual=gated",
+            "model.pose_mask_grid=8",
+        ],
+    )
+    spec = config.model.spec()
+    assert (spec.au_field_residual, spec.field_mix, spec.pose_mask_grid) == ("gated", "gated", 8)
     with pytest.raises(ConfigError, match="au_field_residual"):
-        load_tcae_config("tcae-lite", ["model.au_field_residual=true"])
+        load_tcae_config("tcae-lite", ["model.au_field_residual=uniform"])

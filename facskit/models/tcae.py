@@ -52,6 +52,7 @@ __all__ = [
     "TCAEOutput",
     "TCAESpec",
     "combine_fields",
+    "remove_grid_fit",
     "create_tcae",
     "identity_grid",
     "tcae_spec",
@@ -60,7 +61,9 @@ __all__ = [
 
 
 # Ways to combine the AU and pose fields into tau (TCAESpec.field_mix, combine_fields).
-FIELD_MIXES = ("softmax", "au_gate")
+FIELD_MIXES = ("softmax", "au_gate", "gated")
+# What is subtracted from the AU field (TCAESpec.au_field_residual).
+AU_FIELD_RESIDUALS = ("none", "uniform", "gated")
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,18 @@ class TCAESpec:
     # full and the AU mask only gates the AU field, so the pose *mask* cannot carve local motion out of the
     # pose field (the loophole measured with pose_field_grid, benchmarks/results/tcae.md).
     field_mix: str = "softmax"
-    # False: the AU field is the decoder's output, as the paper. True (needs pose_field_grid > 0): the AU
-    # field keeps only what the pose field cannot express - its least-squares fit by the pose field's
-    # N x N bilinear grid is subtracted. Why: with head motion in the videos the AU branch also learned the
-    # head's smooth motion (AU-embedding yaw R^2 0.76-0.82, benchmarks/results/tcae.md), so the pose branch
-    # had nothing left to learn; this makes the split structural instead of hoping L1 sparsity finds it.
-    au_field_residual: bool = False
+    # "none": the AU field is the decoder's output, as the paper. Otherwise (needs pose_field_grid > 0) the
+    # AU field keeps only what the pose field cannot express: its least-squares fit by the pose field's
+    # N x N bilinear grid is subtracted, over all pixels ("uniform") or weighted by the AU gate sigmoid(m_A)
+    # ("gated", for the au_gate / gated mixes). Why: with head motion in the videos the AU branch also
+    # learned the head's motion (AU-embedding yaw R^2 0.76-0.82, benchmarks/results/tcae.md). "uniform" is
+    # not enough where the background stays still (track crops): a face-wide shift with the opposite shift
+    # in the background has no whole-image fit, and the closed gate hides the background part; "gated"
+    # leaves no affine motion where the AU field is applied. (True / False in older checkpoints.)
+    au_field_residual: str = "none"
+    # 0: the pose mask is dense. N > 0: it is pooled to N x N and bilinearly upsampled, so (with
+    # field_mix="gated") it can confine the pose field to the head but cannot carve out a facial feature.
+    pose_mask_grid: int = 0
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -99,10 +108,25 @@ class TCAESpec:
             )
         if self.field_mix not in FIELD_MIXES:
             raise ValueError(f"field_mix must be one of {', '.join(FIELD_MIXES)}, got {self.field_mix!r}")
-        if self.au_field_residual and self.pose_field_grid == 0:
+        if isinstance(self.au_field_residual, bool):  # checkpoints written before it had three values
+            object.__setattr__(self, "au_field_residual", "uniform" if self.au_field_residual else "none")
+        if self.au_field_residual not in AU_FIELD_RESIDUALS:
+            raise ValueError(
+                f"au_field_residual must be one of {', '.join(AU_FIELD_RESIDUALS)}, "
+                f"got {self.au_field_residual!r}"
+            )
+        if self.au_field_residual != "none" and self.pose_field_grid == 0:
             raise ValueError(
                 "au_field_residual needs a coarse pose field (pose_field_grid > 0): against the dense pose "
                 "field of the paper nothing would be left of the AU field"
+            )
+        if self.au_field_residual == "gated" and self.field_mix == "softmax":
+            raise ValueError(
+                "au_field_residual='gated' needs field_mix 'au_gate' or 'gated' (a sigmoid AU gate)"
+            )
+        if self.pose_mask_grid != 0 and not 2 <= self.pose_mask_grid <= self.input_size:
+            raise ValueError(
+                f"pose_mask_grid must be 0 (dense) or in [2, {self.input_size}], got {self.pose_mask_grid}"
             )
 
     @property
@@ -170,7 +194,9 @@ def combine_fields(
     per pixel (alpha_A + alpha_P = 1). ``"au_gate"``: tau = tau_P + alpha_A tau_A with alpha_A =
     sigmoid(m_A) and alpha_P = 1; the pose logit is unused. Why the second: with eq. 3 a dense alpha_P can
     scale a smooth pose field into any local field, so the AU branch is never needed; with the gate the
-    pose field is applied everywhere as it is, and only the AU field can add local motion.
+    pose field is applied everywhere as it is, and only the AU field can add local motion. ``"gated"``:
+    tau = sigmoid(m_P) tau_P + sigmoid(m_A) tau_A, two independent gates, so the pose field can move the
+    head without moving a still background (meant with a coarse pose mask, ``pose_mask_grid``).
 
     Args:
         field_au, field_pose: ``(B, 2, H, W)`` displacement fields.
@@ -181,6 +207,9 @@ def combine_fields(
     if mix == "au_gate":
         alpha_au = torch.sigmoid(mask_au)
         return field_pose + alpha_au * field_au, alpha_au, torch.ones_like(alpha_au)
+    if mix == "gated":
+        alpha_au, alpha_pose = torch.sigmoid(mask_au), torch.sigmoid(mask_pose)
+        return alpha_pose * field_pose + alpha_au * field_au, alpha_au, alpha_pose
     if mix != "softmax":
         raise ValueError(f"unknown field mix {mix!r}; choose from: {', '.join(FIELD_MIXES)}")
     alpha = torch.softmax(torch.cat((mask_au, mask_pose), dim=1), dim=1)  # (B, 2, H, W)
@@ -231,13 +260,24 @@ class FieldDecoder(nn.Module):
     ``field_grid`` > 0 restricts the field to a bilinear interpolation of ``field_grid x field_grid`` values
     (the full-resolution output average-pooled to that grid, then upsampled); the mask is not restricted.
     ``residual_of_grid`` > 0 does the opposite: the field's least-squares fit by such a grid is subtracted,
-    leaving the part no ``residual_of_grid``-grid field can express (:attr:`TCAESpec.au_field_residual`).
+    leaving the part no ``residual_of_grid``-grid field can express (:attr:`TCAESpec.au_field_residual`);
+    with ``residual_weighted`` the fit is weighted by the field's own gate, sigmoid(mask logit).
+    ``mask_grid`` > 0 makes the mask logit coarse the way ``field_grid`` makes the field coarse.
     """
 
-    def __init__(self, spec: TCAESpec, field_grid: int = 0, residual_of_grid: int = 0) -> None:
+    def __init__(
+        self,
+        spec: TCAESpec,
+        field_grid: int = 0,
+        residual_of_grid: int = 0,
+        residual_weighted: bool = False,
+        mask_grid: int = 0,
+    ) -> None:
         super().__init__()
         self.field_grid = field_grid
         self.residual_of_grid = residual_of_grid
+        self.residual_weighted = residual_weighted
+        self.mask_grid = mask_grid
         if residual_of_grid:
             # Orthonormal basis (S*S, N*N) of the fields a bilinear N x N grid gives; derived from the spec,
             # so not saved in checkpoints.
@@ -272,15 +312,40 @@ class FieldDecoder(nn.Module):
         code = F.relu(torch.cat((source, target), dim=1))[:, :, None, None]  # (B, 2E, 1, 1)
         out = self.net(code)  # (B, 3, S, S)
         field = torch.tanh(out[:, :2])  # (B, 2, S, S)
+        mask = out[:, 2:]
         if self.field_grid:
-            coarse = F.adaptive_avg_pool2d(field, self.field_grid)  # (B, 2, N, N)
-            field = F.interpolate(coarse, size=field.shape[-2:], mode="bilinear", align_corners=True)
+            field = _coarse(field, self.field_grid)
+        if self.mask_grid:
+            mask = _coarse(mask, self.mask_grid)
         if self.residual_of_grid:
-            flat = field.flatten(2).float()  # (B, 2, S*S)
-            basis = self.grid_basis  # (S*S, N*N)
-            fit = (flat @ basis) @ basis.T  # orthogonal projection onto the grid fields
-            field = (flat - fit).to(field.dtype).view_as(field)
-        return field, out[:, 2:]
+            weights = torch.sigmoid(mask.detach()) if self.residual_weighted else None
+            field = remove_grid_fit(field, self.grid_basis, weights)
+        return field, mask
+
+
+def _coarse(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``x (B, C, S, S)`` average-pooled to ``grid x grid`` and bilinearly upsampled back (align_corners)."""
+    return F.interpolate(
+        F.adaptive_avg_pool2d(x, grid), size=x.shape[-2:], mode="bilinear", align_corners=True
+    )
+
+
+def remove_grid_fit(
+    field: torch.Tensor, basis: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``field (B, 2, S, S)`` minus its least-squares fit by the fields spanned by ``basis`` (S*S, K),
+    orthonormal; with ``weights (B, 1, S, S)`` the fit is weighted per pixel (a K x K solve per image)."""
+    flat = field.flatten(2).float()  # (B, 2, S*S)
+    if weights is None:
+        fit = (flat @ basis) @ basis.T  # orthogonal projection onto the grid fields
+    else:
+        w = weights.flatten(2).float()  # (B, 1, S*S)
+        gram = (basis.T * w) @ basis  # (B, K, K): B^T W B
+        rhs = (flat * w) @ basis  # (B, 2, K): B^T W f per channel
+        eye = torch.eye(basis.shape[1], device=basis.device, dtype=basis.dtype)
+        coefficients = torch.linalg.solve(gram + 1e-6 * eye, rhs.transpose(1, 2))  # (B, K, 2)
+        fit = (basis @ coefficients).transpose(1, 2)  # (B, 2, S*S)
+    return (flat - fit).to(field.dtype).view_as(field)
 
 
 def _bilinear_grid_basis(grid: int, size: int) -> torch.Tensor:
@@ -335,9 +400,15 @@ class TCAE(nn.Module):
         super().__init__()
         self.spec = spec or TCAESpec()
         self.encoder = TCAEEncoder(self.spec)
-        residual = self.spec.pose_field_grid if self.spec.au_field_residual else 0
-        self.au_decoder = FieldDecoder(self.spec, residual_of_grid=residual)
-        self.pose_decoder = FieldDecoder(self.spec, field_grid=self.spec.pose_field_grid)
+        residual = self.spec.au_field_residual
+        self.au_decoder = FieldDecoder(
+            self.spec,
+            residual_of_grid=self.spec.pose_field_grid if residual != "none" else 0,
+            residual_weighted=residual == "gated",
+        )
+        self.pose_decoder = FieldDecoder(
+            self.spec, field_grid=self.spec.pose_field_grid, mask_grid=self.spec.pose_mask_grid
+        )
 
     def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, S, S)`` in [0, 1] -> ``(phi (B, E), psi (B, E))``: the features the probe uses."""

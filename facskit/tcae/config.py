@@ -43,10 +43,12 @@ class TCAEModelConfig:
     pose_field_grid: int | None = None
     # How tau combines the two fields: "softmax" (paper eq. 3) or "au_gate" (tau_P + sigmoid(m_A) tau_A;
     # see TCAESpec.field_mix). None keeps the preset's value.
-    field_mix: Literal["softmax", "au_gate"] | None = None
-    # True: the AU field minus its fit by the pose field's grid (needs pose_field_grid > 0; see
-    # TCAESpec.au_field_residual). None keeps the preset's value (False, the paper).
-    au_field_residual: bool | None = None
+    field_mix: Literal["softmax", "au_gate", "gated"] | None = None
+    # "uniform" / "gated": the AU field minus its (gate-weighted) fit by the pose field's grid (needs
+    # pose_field_grid > 0; see TCAESpec.au_field_residual). None keeps the preset's value ("none", the paper).
+    au_field_residual: Literal["none", "uniform", "gated"] | None = None
+    # Pose mask pooled to an N x N grid (0: dense, as the paper; see TCAESpec.pose_mask_grid).
+    pose_mask_grid: int | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -59,6 +61,7 @@ class TCAEModelConfig:
                 ("pose_field_grid", self.pose_field_grid),
                 ("field_mix", self.field_mix),
                 ("au_field_residual", self.au_field_residual),
+                ("pose_mask_grid", self.pose_mask_grid),
             )
             if v is not None
         }
