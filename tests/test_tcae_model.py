@@ -167,14 +167,18 @@ def test_model_uses_its_field_mix() -> None:
         TCAESpec(input_size=32, field_mix="nope")
 
 
-def _model_with_live_fields(mix: str):
-    """A micro TCAE whose decoders start far from the identity (so both fields are non-zero), a pair of
-    images, and its output on them at full scale."""
+def _live_tcae(input_size: int = 32, **spec: int | str) -> TCAE:
+    """A micro TCAE (seeded) whose decoders start far from the identity, so both fields are non-zero."""
     torch.manual_seed(0)
-    spec = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix=mix)
-    model = TCAE(spec)
+    model = TCAE(TCAESpec(input_size=input_size, filters=4, embedding_size=8, branch_layers=2, **spec))
     for decoder in (model.au_decoder, model.pose_decoder):
         torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    return model
+
+
+def _model_with_live_fields(mix: str):
+    """A live micro TCAE (:func:`_live_tcae`), a pair of images, and its output on them at full scale."""
+    model = _live_tcae(field_mix=mix)
     source, target = _image(seed=7), _image(seed=8)
     return model, source, target, model(source, target)
 
@@ -228,18 +232,7 @@ def test_au_scale_zero_switches_the_au_branch_off(mix: str) -> None:
 
 
 def test_au_field_residual_leaves_nothing_a_pose_grid_field_could_express() -> None:
-    torch.manual_seed(0)
-    spec = TCAESpec(
-        input_size=32,
-        filters=4,
-        embedding_size=8,
-        branch_layers=2,
-        pose_field_grid=2,
-        au_field_residual="uniform",
-    )
-    model = TCAE(spec)
-    for decoder in (model.au_decoder, model.pose_decoder):
-        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    model = _live_tcae(pose_field_grid=2, au_field_residual="uniform")
     out = model(_image(seed=3), _image(seed=4))
     # with grid 2 the pose fields are the bilinear fields a + b x + c y + d x y: the AU field is orthogonal
     # to all four, per channel, forward and back
@@ -296,20 +289,7 @@ def test_gated_residual_leaves_no_grid_motion_where_the_au_gate_is_open() -> Non
 
 
 def test_gated_mix_and_coarse_pose_mask() -> None:
-    torch.manual_seed(0)
-    spec = TCAESpec(
-        input_size=64,
-        filters=4,
-        embedding_size=8,
-        branch_layers=2,
-        pose_field_grid=2,
-        field_mix="gated",
-        pose_mask_grid=4,
-        au_field_residual="gated",
-    )
-    model = TCAE(spec)
-    for decoder in (model.au_decoder, model.pose_decoder):
-        torch.nn.init.normal_(decoder.net[-1].weight, std=0.1)
+    model = _live_tcae(64, pose_field_grid=2, field_mix="gated", pose_mask_grid=4, au_field_residual="gated")
     out = model(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
     assert torch.allclose(out.alpha_pose, torch.sigmoid(out.mask_pose)) and out.alpha_pose.std() > 1e-3
     assert torch.allclose(out.field, out.alpha_pose * out.field_pose + out.alpha_au * out.field_au, atol=1e-6)
