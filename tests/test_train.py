@@ -217,7 +217,10 @@ def test_resume_after_kill_is_bitwise_exact(tmp_path: Path) -> None:
         "data.split=kfold", "data.folds=5", "train.epochs=3", "checkpoint.every_steps=2", "train.workers=1"
     )
     reference = train(config, tmp_path / "reference", cache=cache, quiet=True)
-    kill_at = int(np.random.default_rng().integers(1, reference.global_step))
+    # Mid-run (step 7 of 12: inside epoch 2, between the checkpoints of steps 6 and 8). It was an unseeded
+    # draw from [1, 12), and a draw of 1 left no last.ckpt to resume from (one CI run failed that way).
+    kill_at = reference.global_step // 2 + 1
+    assert kill_at > 2 and kill_at % 2 == 1
 
     def kill(step: int, loss: float) -> None:
         if step == kill_at:
