@@ -250,6 +250,20 @@ def test_track_crops_frame_each_sequence_with_one_matrix(disfa: Path, bp4d: Path
         prepare_dataset(read_disfa(disfa), tmp_path / "track", workers=1, progress=False)
     with pytest.raises(ValueError, match="crop must be"):
         prepare_dataset(read_disfa(disfa), tmp_path / "other", workers=1, progress=False, crop="box")
+    # a damaged landmark file: that frame is detected instead, as with per-frame alignment
+    damaged = tmp_path / "damaged"
+    shutil.copytree(disfa, damaged)
+    index = read_disfa(damaged)
+    bad = index.frames["landmarks_source"].iloc[3]
+    Path(bad).write_bytes(b"not a mat file")
+    summary = prepare_dataset(index, tmp_path / "track-damaged", workers=1, progress=False, crop="track")
+    assert summary.prepared == 30 and summary.skipped == {}
+    assert sum("unreadable landmark files (1)" in str(p) for p in summary.problems) == 1
+    sources = PreparedCache(tmp_path / "track-damaged").index["landmark_source"]
+    assert sources.tolist().count("detected") == 1 and sources.iloc[3] == "detected"
+    # (per-frame alignment too: scipy's MatReadError used to fail the whole sequence)
+    summary = prepare_dataset(index, tmp_path / "aligned-damaged", workers=1, progress=False)
+    assert summary.prepared == 30 and summary.failed_sequences == []
     # detected landmarks (a first decoding pass): the same frames skipped, each problem reported once
     summary = prepare_dataset(read_bp4d(bp4d), tmp_path / "bp4d", workers=1, progress=False, crop="track")
     assert summary.skipped == {"no_face": 1, "unreadable": 1}

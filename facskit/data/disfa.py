@@ -230,10 +230,11 @@ def complete_66_to_68(points: np.ndarray) -> np.ndarray:
 def read_disfa_landmarks(path: str | Path) -> np.ndarray:
     """One DISFA landmark ``.mat`` as (68, 2) float32 iBUG points; raises ValueError for a bad file."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         content = loadmat(str(path))
-    except (NotImplementedError, ValueError, OSError) as error:  # v7.3 (HDF5) or damaged
+    except (NotImplementedError, ValueError, OSError, MatReadError) as error:  # v7.3 (HDF5) or damaged
         raise ValueError(f"cannot read {path}: {error}") from error
     candidates = [content["pts"]] if "pts" in content else []
     if not candidates:

@@ -242,10 +242,10 @@ def _prepare_sequence(task: _Task) -> _Outcome:
     tracker = None
     bad_landmark_files: list[str] = []
 
-    def find_landmarks(position: int, image: np.ndarray | None) -> np.ndarray | None:
+    def find_landmarks(position: int, image: np.ndarray | None, dataset: bool = True) -> np.ndarray | None:
         """The dataset's landmarks of a frame, else dlib's (largest face); records where they came from."""
         nonlocal tracker
-        if dataset_landmarks is not None and dataset_landmarks[position]:
+        if dataset and dataset_landmarks is not None and dataset_landmarks[position]:
             try:
                 points = read_disfa_landmarks(dataset_landmarks[position])
                 source_of_landmarks[position] = "dataset"
@@ -269,9 +269,11 @@ def _prepare_sequence(task: _Task) -> _Outcome:
     # then one matrix frames the whole sequence (facskit.align.track_matrix).
     known: np.ndarray | None = None  # (n, 68, 2) frame pixels from the first pass, NaN where none
     matrix: np.ndarray | None = None
+    files_only = False  # the first pass read landmark files without decoding
     if task.crop == "track":
         known = np.full((n, 68, 2), np.nan, dtype=np.float32)
-        if dataset_landmarks is not None and all(dataset_landmarks):
+        files_only = dataset_landmarks is not None and all(dataset_landmarks)
+        if files_only:
             first_pass: Iterator[tuple[int, np.ndarray | None]] = ((p, None) for p in range(n))
         else:
             first_pass = _frames(rows, [])  # its decoding problems are reported by the second pass
@@ -295,8 +297,10 @@ def _prepare_sequence(task: _Task) -> _Outcome:
                 continue
             if known is None:
                 points = find_landmarks(position, image)
-            else:
-                points = known[position] if np.isfinite(known[position]).all() else None
+            elif np.isfinite(known[position]).all():
+                points = known[position]
+            else:  # an unreadable landmark file: detect, as per-frame alignment does (not in the median)
+                points = find_landmarks(position, image, dataset=False) if files_only else None
             if points is None:
                 skip[position] = SKIP_NO_FACE
                 continue
