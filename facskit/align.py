@@ -198,8 +198,11 @@ def align_face(
     as in the BMVC'18 reference; the returned landmarks are the input landmarks through the same ``M``.
     ``matrix`` (2, 3) replaces the face's own alignment (e.g. one :func:`track_matrix` for a whole track).
     """
-    _check_landmarks(landmarks)
-    matrix = alignment_matrix(landmarks, spec) if matrix is None else np.asarray(matrix, dtype=np.float64)
+    if matrix is None:
+        matrix = alignment_matrix(landmarks, spec)  # checks the landmarks
+    else:
+        _check_landmarks(landmarks)
+        matrix = np.asarray(matrix, dtype=np.float64)
     crop = cv2.warpAffine(np.ascontiguousarray(image), matrix, (spec.size, spec.size))
     crop_landmarks = points_to_crop(landmarks, matrix).astype(np.float32)  # (68, 2)
     return AlignedFace(crop=crop, landmarks=crop_landmarks, matrix=matrix)

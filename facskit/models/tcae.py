@@ -134,7 +134,7 @@ class TCAESpec:
         """Number of stride-2 steps from the input to 1x1 (8 for 256)."""
         return int(math.log2(self.input_size))
 
-    def to_dict(self) -> dict[str, int | str | bool]:
+    def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
 
 
@@ -357,6 +357,17 @@ def _bilinear_grid_basis(grid: int, size: int) -> torch.Tensor:
     return basis.float()
 
 
+def _scaled(field: torch.Tensor, mask: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One branch's (field, mask logit) with the field times ``scale`` (:meth:`TCAE.forward`). At 0 the
+    field is exact zeros with zero gradients, and the logit keeps its value but passes no gradient into
+    the switched-off decoder."""
+    if scale == 1.0:
+        return field, mask
+    if scale == 0.0:
+        mask = mask.detach() + 0.0 * mask
+    return scale * field, mask
+
+
 @dataclass
 class TCAEOutput:
     """Everything one TCAE step computes; the losses (facskit.tcae.losses) read it, tcae-show draws it.
@@ -433,16 +444,9 @@ class TCAE(nn.Module):
         phi, psi = self.encoder(torch.cat((source, target)))  # (2B, E) each
         phi_s, phi_t, psi_s, psi_t = phi[:b], phi[b:], psi[:b], psi[b:]
 
-        field_au, mask_au = self.au_decoder(phi_s, phi_t)  # tau_A: moves the AUs of I_s to those of I_t
-        field_pose, mask_pose = self.pose_decoder(psi_s, psi_t)  # tau_P: moves the head pose
-        if au_scale != 1.0:
-            field_au = au_scale * field_au
-            if au_scale == 0.0:
-                mask_au = mask_au.detach() + 0.0 * mask_au
-        if pose_scale != 1.0:
-            field_pose = pose_scale * field_pose  # 0 * field: exact zeros and zero gradients
-            if pose_scale == 0.0:  # same logit value, but no gradient into the switched-off decoder
-                mask_pose = mask_pose.detach() + 0.0 * mask_pose
+        # tau_A moves the AUs of I_s to those of I_t, tau_P the head pose
+        field_au, mask_au = _scaled(*self.au_decoder(phi_s, phi_t), au_scale)
+        field_pose, mask_pose = _scaled(*self.pose_decoder(psi_s, psi_t), pose_scale)
         field, alpha_au, alpha_pose = combine_fields(  # eq. 3 (or the AU gate)
             field_au, field_pose, mask_au, mask_pose, self.spec.field_mix
         )
@@ -455,12 +459,8 @@ class TCAE(nn.Module):
         # face (detached like the reference, so the cycle trains the decoders/encoder, not the image path).
         phi_c, psi_c = self.encoder(torch.cat((au_changed, pose_changed)))  # (2B, E) each
         phi_sa, phi_sp, psi_sa, psi_sp = phi_c[:b], phi_c[b:], psi_c[:b], psi_c[b:]
-        field_au_back, _ = self.au_decoder(phi_sa, phi_s)  # tau_-A
-        if au_scale != 1.0:
-            field_au_back = au_scale * field_au_back
-        field_pose_back, _ = self.pose_decoder(psi_sp, psi_s)  # tau_-P
-        if pose_scale != 1.0:
-            field_pose_back = pose_scale * field_pose_back
+        field_au_back, _ = _scaled(*self.au_decoder(phi_sa, phi_s), au_scale)  # tau_-A
+        field_pose_back, _ = _scaled(*self.pose_decoder(psi_sp, psi_s), pose_scale)  # tau_-P
         au_cycled = warp(au_changed.detach(), field_au_back)  # tau_-A(tau_A(I_s)) ~ I_s
         pose_cycled = warp(pose_changed.detach(), field_pose_back)  # tau_-P(tau_P(I_s)) ~ I_s
 
