@@ -167,7 +167,7 @@ def test_model_uses_its_field_mix() -> None:
         TCAESpec(input_size=32, field_mix="nope")
 
 
-def _live_tcae(input_size: int = 32, **spec: int | str) -> TCAE:
+def _live_tcae(input_size: int = 32, **spec: int | str | bool) -> TCAE:
     """A micro TCAE (seeded) whose decoders start far from the identity, so both fields are non-zero."""
     torch.manual_seed(0)
     model = TCAE(TCAESpec(input_size=input_size, filters=4, embedding_size=8, branch_layers=2, **spec))
@@ -299,3 +299,27 @@ def test_gated_mix_and_coarse_pose_mask() -> None:
     assert torch.allclose(out.mask_pose, up, atol=1e-5)
     with pytest.raises(ValueError, match="pose_mask_grid"):
         TCAESpec(input_size=32, pose_mask_grid=1)
+
+
+def test_au_decoder_sees_the_source_pose_embedding_only_when_asked() -> None:
+    model = _live_tcae(au_decoder_sees_pose=True)
+    model.eval()  # BatchNorm on running statistics: one pair's output does not depend on the others
+    source, target = _image(seed=9), _image(seed=10)
+    phi, psi = model.embed(torch.cat((source, target)))
+    phi_s, phi_t, psi_s = phi[:2], phi[2:], psi[:2]
+    out = model(source, target)
+    field, _ = model.au_decoder(phi_s, phi_t, psi_s)
+    assert torch.allclose(out.field_au, field, atol=1e-6)  # forward feeds D_A (phi_s, phi_t, psi_s)
+    moved, _ = model.au_decoder(phi_s, phi_t, psi_s + 1.0)
+    assert (moved - field).abs().max() > 1e-4  # and psi_s changes the AU field
+    # the AU field's gradient reaches the pose branch of the encoder through psi_s
+    model.zero_grad()
+    model(source, target).field_au.square().sum().backward()
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.encoder.pose_branch.parameters())
+    # the paper's D_A takes two embeddings and no gradient of tau_A reaches the pose branch
+    paper = _live_tcae()
+    assert TCAESpec().au_decoder_sees_pose is False and paper.au_decoder.inputs == 2
+    paper(source, target).field_au.square().sum().backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in paper.encoder.pose_branch.parameters())
+    with pytest.raises(ValueError, match="takes 2 embeddings"):
+        paper.au_decoder(phi_s, phi_t, psi_s)

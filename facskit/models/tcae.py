@@ -95,6 +95,12 @@ class TCAESpec:
     # 0: the pose mask is dense. N > 0: it is pooled to N x N and bilinearly upsampled, so (with
     # field_mix="gated") it can confine the pose field to the head but cannot carve out a facial feature.
     pose_mask_grid: int = 0
+    # False: D_A(phi_s, phi_t), as the paper. True: D_A(phi_s, phi_t, psi_s) - the AU decoder also sees the
+    # source's pose embedding. Why: on crops where the face moves (prepare --crop track) D_A has to put its
+    # field where the mouth and brows are, and with only phi to go by, phi had to say where the face is
+    # (AU-embedding within-subject pose R^2 0.52-0.56, benchmarks/results/tcae.md). psi_s tells it instead.
+    # Only the source's psi: with psi_t too, D_A could decode the head's motion itself.
+    au_decoder_sees_pose: bool = False
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -134,7 +140,7 @@ class TCAESpec:
         """Number of stride-2 steps from the input to 1x1 (8 for 256)."""
         return int(math.log2(self.input_size))
 
-    def to_dict(self) -> dict[str, int | str]:
+    def to_dict(self) -> dict[str, int | str | bool]:
         return asdict(self)
 
 
@@ -145,14 +151,14 @@ TCAE_PRESETS: dict[str, TCAESpec] = {
 }
 
 
-def tcae_spec(name: str, **overrides: int | str) -> TCAESpec:
+def tcae_spec(name: str, **overrides: int | str | bool) -> TCAESpec:
     """The preset ``name`` with fields replaced; an unknown name lists the valid ones."""
     if name not in TCAE_PRESETS:
         raise KeyError(f"unknown TCAE preset {name!r}; choose from: {', '.join(TCAE_PRESETS)}")
     return replace(TCAE_PRESETS[name], **overrides)
 
 
-def create_tcae(name: str = "tcae", **overrides: int | str) -> TCAE:
+def create_tcae(name: str = "tcae", **overrides: int | str | bool) -> TCAE:
     """A randomly initialised TCAE of the named preset."""
     return TCAE(tcae_spec(name, **overrides))
 
@@ -263,6 +269,8 @@ class FieldDecoder(nn.Module):
     leaving the part no ``residual_of_grid``-grid field can express (:attr:`TCAESpec.au_field_residual`);
     with ``residual_weighted`` the fit is weighted by the field's own gate, sigmoid(mask logit).
     ``mask_grid`` > 0 makes the mask logit coarse the way ``field_grid`` makes the field coarse.
+    ``inputs`` is how many embeddings it is given (2: source and target; 3: a condition too, see
+    :attr:`TCAESpec.au_decoder_sees_pose`).
     """
 
     def __init__(
@@ -272,6 +280,7 @@ class FieldDecoder(nn.Module):
         residual_of_grid: int = 0,
         residual_weighted: bool = False,
         mask_grid: int = 0,
+        inputs: int = 2,
     ) -> None:
         super().__init__()
         self.field_grid = field_grid
@@ -289,7 +298,8 @@ class FieldDecoder(nn.Module):
         # stage i (of n - 1) has min(f * 2^(n-2-i), 8f) channels: 256, 256, 256, 256, 128, 64, 32 for 256/32
         channels = [min(spec.filters * 2 ** (n - 2 - i), widest) for i in range(n - 1)]
         stages: list[nn.Module] = []
-        for c_in, c_out in pairwise([2 * spec.embedding_size, *channels]):
+        self.inputs = inputs
+        for c_in, c_out in pairwise([inputs * spec.embedding_size, *channels]):
             stages += [
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                 nn.Conv2d(c_in, c_out, 3, 1, 1),
@@ -307,9 +317,12 @@ class FieldDecoder(nn.Module):
         nn.init.normal_(stages[-1].weight, std=1e-3)
         nn.init.zeros_(stages[-1].bias)
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, E), (B, E)`` -> ``(field (B, 2, S, S) in [-1, 1], mask logit (B, 1, S, S))``."""
-        code = F.relu(torch.cat((source, target), dim=1))[:, :, None, None]  # (B, 2E, 1, 1)
+    def forward(self, *embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``inputs`` embeddings ``(B, E)`` (source, target[, condition]) -> ``(field (B, 2, S, S) in
+        [-1, 1], mask logit (B, 1, S, S))``."""
+        if len(embeddings) != self.inputs:
+            raise ValueError(f"this decoder takes {self.inputs} embeddings, got {len(embeddings)}")
+        code = F.relu(torch.cat(embeddings, dim=1))[:, :, None, None]  # (B, inputs * E, 1, 1)
         out = self.net(code)  # (B, 3, S, S)
         field = torch.tanh(out[:, :2])  # (B, 2, S, S)
         mask = out[:, 2:]
@@ -416,6 +429,7 @@ class TCAE(nn.Module):
             self.spec,
             residual_of_grid=self.spec.pose_field_grid if residual != "none" else 0,
             residual_weighted=residual == "gated",
+            inputs=3 if self.spec.au_decoder_sees_pose else 2,
         )
         self.pose_decoder = FieldDecoder(
             self.spec, field_grid=self.spec.pose_field_grid, mask_grid=self.spec.pose_mask_grid
@@ -445,7 +459,8 @@ class TCAE(nn.Module):
         phi_s, phi_t, psi_s, psi_t = phi[:b], phi[b:], psi[:b], psi[b:]
 
         # tau_A moves the AUs of I_s to those of I_t, tau_P the head pose
-        field_au, mask_au = _scaled(*self.au_decoder(phi_s, phi_t), au_scale)
+        au_where = (psi_s,) if self.spec.au_decoder_sees_pose else ()  # where the face is, if D_A asks
+        field_au, mask_au = _scaled(*self.au_decoder(phi_s, phi_t, *au_where), au_scale)
         field_pose, mask_pose = _scaled(*self.pose_decoder(psi_s, psi_t), pose_scale)
         field, alpha_au, alpha_pose = combine_fields(  # eq. 3 (or the AU gate)
             field_au, field_pose, mask_au, mask_pose, self.spec.field_mix
@@ -459,7 +474,8 @@ class TCAE(nn.Module):
         # face (detached like the reference, so the cycle trains the decoders/encoder, not the image path).
         phi_c, psi_c = self.encoder(torch.cat((au_changed, pose_changed)))  # (2B, E) each
         phi_sa, phi_sp, psi_sa, psi_sp = phi_c[:b], phi_c[b:], psi_c[:b], psi_c[b:]
-        field_au_back, _ = _scaled(*self.au_decoder(phi_sa, phi_s), au_scale)  # tau_-A
+        au_where_back = (psi_sa,) if self.spec.au_decoder_sees_pose else ()
+        field_au_back, _ = _scaled(*self.au_decoder(phi_sa, phi_s, *au_where_back), au_scale)  # tau_-A
         field_pose_back, _ = _scaled(*self.pose_decoder(psi_sp, psi_s), pose_scale)  # tau_-P
         au_cycled = warp(au_changed.detach(), field_au_back)  # tau_-A(tau_A(I_s)) ~ I_s
         pose_cycled = warp(pose_changed.detach(), field_pose_back)  # tau_-P(tau_P(I_s)) ~ I_s

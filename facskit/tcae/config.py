@@ -49,6 +49,8 @@ class TCAEModelConfig:
     au_field_residual: Literal["none", "uniform", "gated"] | None = None
     # Pose mask pooled to an N x N grid (0: dense, as the paper; see TCAESpec.pose_mask_grid).
     pose_mask_grid: int | None = None
+    # D_A also sees the source's pose embedding psi_s (see TCAESpec.au_decoder_sees_pose; False: the paper).
+    au_decoder_sees_pose: bool | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -62,6 +64,7 @@ class TCAEModelConfig:
                 ("field_mix", self.field_mix),
                 ("au_field_residual", self.au_field_residual),
                 ("pose_mask_grid", self.pose_mask_grid),
+                ("au_decoder_sees_pose", self.au_decoder_sees_pose),
             )
             if v is not None
         }
