@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--videos",
         required=True,
         help="a prepared cache folder (facskit prepare) or a video file / folder of videos "
-        "(faces are tracked and aligned on the fly)",
+        "(faces are tracked and cropped on the fly, one crop per track segment unless data.crop=aligned)",
     )
     parser.add_argument("--out", required=True, help="run folder; an existing run there is resumed")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

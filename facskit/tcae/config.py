@@ -81,6 +81,14 @@ class TCAEDataConfig:
     detect_every: int = 5
     # Raw videos: expected pairs per tracked face per frame (a value < 1 subsamples long clips).
     pairs_per_frame: float = 1.0
+    # Raw videos: "track" crops each face through one matrix per track segment, so the head's motion stays
+    # in the crops for the pose branch (as `prepare --crop track`, and as the paper's VoxCeleb face tracks);
+    # "aligned" aligns every frame, which removes most of it. A prepared cache is used as it was prepared:
+    # a value that contradicts it is refused. None: "track" for raw videos, the cache's own mode otherwise.
+    crop: Literal["aligned", "track"] | None = None
+    # Raw videos, crop "track": a new segment (and crop) starts where the landmarks drift further than this
+    # fraction of the crop size from where the segment's first frame put them (tcae.pairs.SegmentCrop).
+    max_drift: float = 0.15
 
 
 @dataclass
@@ -204,6 +212,10 @@ def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
     for key in ("pose_start_step", "pose_ramp_steps", "au_start_step", "au_ramp_steps"):
         if getattr(config.loss, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {getattr(config.loss, key)}")
+    if not config.data.max_drift > 0:
+        raise ConfigError(
+            f"data.max_drift must be > 0 (a fraction of the crop size), got {config.data.max_drift}"
+        )
     return config
 
 

@@ -6,8 +6,10 @@ Two sources:
   are drawn by frame number, so missing frames do not distort the gap (:func:`tracks_from_index`,
   :class:`PairSampler`, :class:`CachePairDataset`);
 * a folder of raw videos streamed through the face pipeline (:class:`VideoPairStream`): frames are decoded,
-  tracked and aligned once, and a ring buffer per face track of the last ``max_gap`` aligned crops gives
-  pairs, so memory stays constant in the video length.
+  tracked and cropped once, and a ring buffer per face track of the last ``max_gap`` crops gives pairs, so
+  memory stays constant in the video length. The crops are either aligned per frame or, by default, held
+  fixed along the track (:class:`SegmentCrop`, the streamed form of ``prepare --crop track``) so the head's
+  motion stays in the pixels for the pose branch.
 
 Curriculum (paper sec. 3.3, "easy pairs first"): close frames differ little, so the warps are small and the
 decoders learn the easy part first. :class:`PairCurriculum` ramps the largest gap linearly from
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,7 @@ __all__ = [
     "LandmarkResidual",
     "PairCurriculum",
     "PairSampler",
+    "SegmentCrop",
     "Track",
     "VideoPairStream",
     "image_to_tensor",
@@ -315,18 +318,24 @@ class CachePairDataset(torch.utils.data.Dataset):
         )
 
 
-# An aligner turns one decoded RGB frame into a list of (track id, aligned crop (S, S, 3) uint8).
-FrameAligner = Callable[[np.ndarray], list[tuple[int, np.ndarray]]]
+# An aligner turns one decoded RGB frame into a list of (key, crop (S, S, 3) uint8); pairs are drawn only
+# between crops of one key (a face track, or a segment of one with one crop matrix).
+FrameAligner = Callable[[np.ndarray], list[tuple[Hashable, np.ndarray]]]
+
+# Crop modes of raw videos (TCAEDataConfig.crop): per-frame alignment, or one matrix per track segment.
+VIDEO_CROPS = ("aligned", "track")
 
 
 class VideoPairStream:
     """Pairs from raw videos, streamed: ``(source (B, 3, S, S), target (B, 3, S, S))`` batches.
 
     Each video is decoded once, frame by frame; ``aligner`` (built by :func:`default_aligner` from
-    facskit.faces + facskit.align) gives the aligned crops of the tracked faces. For every track a ring
-    buffer holds its last ``max_gap`` crops; each new crop becomes a target with probability
-    ``pairs_per_frame`` (several pairs for values > 1), its source drawn from the buffer with a gap in
-    ``[min_gap, max_gap]``. Memory: ``max_gap * S * S * 3`` bytes per live track plus one batch.
+    facskit.faces + facskit.align) gives the crops of the tracked faces, each with its pairing key. For
+    every key a ring buffer holds its last ``max_gap`` crops; each new crop becomes a target with
+    probability ``pairs_per_frame`` (several pairs for values > 1), its source drawn from the buffer with a
+    gap in ``[min_gap, max_gap]``. A buffer whose newest crop is more than ``max_gap`` frames old can give
+    no source any more and is dropped (ended tracks, old segments). Memory: ``max_gap`` crop tensors per
+    live key plus one batch.
     Videos are split across DDP ranks (``rank::world_size``); ``start_video`` resumes at a video boundary.
     """
 
@@ -360,11 +369,13 @@ class VideoPairStream:
         targets: list[torch.Tensor] = []
         for position in range(start_video, len(self.videos)):
             aligner = self.aligner_factory()  # fresh tracker per clip: tracks never span two clips
-            buffers: dict[int, deque[tuple[int, torch.Tensor]]] = {}
+            buffers: dict[Hashable, deque[tuple[int, torch.Tensor]]] = {}
             for frame in iter_frames(self.videos[position]):
-                for track_id, crop in aligner(frame.image):
+                for key in [k for k, b in buffers.items() if frame.index - b[-1][0] > self.max_gap]:
+                    del buffers[key]
+                for key, crop in aligner(frame.image):
                     tensor = image_to_tensor(crop, self.size)
-                    buffer = buffers.setdefault(track_id, deque(maxlen=self.max_gap))
+                    buffer = buffers.setdefault(key, deque(maxlen=self.max_gap))
                     n_pairs = math.floor(self.pairs_per_frame + self.rng.random())
                     candidates = [t for f, t in buffer if self.min_gap <= frame.index - f <= self.max_gap]
                     for _ in range(n_pairs if candidates else 0):
@@ -376,20 +387,71 @@ class VideoPairStream:
                     buffer.append((frame.index, tensor))
 
 
-def default_aligner(size: int = 256, every: int = 5) -> FrameAligner:
-    """Face tracking (dlib, detection every ``every`` frames) + BMVC alignment, as the analysis pipeline."""
+class SegmentCrop:
+    """One crop matrix per segment of a face track, for streamed video: ``prepare --crop track`` in one pass.
+
+    ``prepare --crop track`` aligns the per-point median landmarks of a whole sequence, which needs the
+    whole sequence first. Streamed, the first frame of a track sets the matrix (its own alignment) and
+    later frames are cropped through it, so the head's motion stays in the crops, until the face drifts:
+    when the landmarks, mapped through the matrix, are on average more than ``max_drift`` of the crop size
+    away from where the segment's first frame put them (a walk across the room, a turn, a zoom), the
+    frame starts a new segment with its own alignment. Pairs are drawn within a segment only, so both
+    crops of a pair always share one matrix. On the synthetic DISFA-layout set with head motion (``hm1``)
+    no frame is further than 0.11 of the crop from its sequence's first, so the default 0.15 gives one
+    segment per sequence there, as ``--crop track`` does.
+    """
+
+    def __init__(self, spec, max_drift: float = 0.15) -> None:
+        if not max_drift > 0:
+            raise ValueError(f"max_drift must be > 0 (a fraction of the crop size), got {max_drift}")
+        self.spec = spec
+        self.max_drift = max_drift
+        self._anchors: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # id -> (segment, M, points)
+
+    def __call__(self, face_id: int, landmarks: np.ndarray) -> tuple[int, np.ndarray]:
+        """``(segment number, (2, 3) matrix)`` for this face's frame with ``landmarks`` (68, 2)."""
+        from facskit.align import alignment_matrix, points_to_crop
+
+        anchor = self._anchors.get(face_id)
+        if anchor is not None:
+            segment, matrix, points = anchor
+            drift = np.linalg.norm(points_to_crop(landmarks, matrix) - points, axis=1).mean()
+            if drift <= self.max_drift * self.spec.size:
+                return segment, matrix
+        matrix = alignment_matrix(landmarks, self.spec)
+        segment = anchor[0] + 1 if anchor is not None else 0
+        self._anchors[face_id] = (segment, matrix, points_to_crop(landmarks, matrix))
+        return segment, matrix
+
+
+def default_aligner(
+    size: int = 256, every: int = 5, crop: str = "track", max_drift: float = 0.15
+) -> FrameAligner:
+    """Face tracking (dlib, detection every ``every`` frames) + BMVC alignment, as the analysis pipeline.
+
+    ``crop="aligned"`` aligns every frame on its own landmarks (key: the face id); ``"track"`` crops each
+    frame through its track segment's matrix (:class:`SegmentCrop`; key: (face id, segment)).
+    """
     from facskit.align import AlignSpec, align_face
     from facskit.faces import FaceTracker
 
+    if crop not in VIDEO_CROPS:
+        raise ValueError(f"unknown crop mode {crop!r}; choose from: {', '.join(VIDEO_CROPS)}")
     tracker = FaceTracker(every=every)
     spec = AlignSpec(kind="bmvc", size=size)
+    segments = SegmentCrop(spec, max_drift) if crop == "track" else None
 
-    def aligner(image: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        faces = tracker.update(image)
-        return [
-            (face.face_id, align_face(image, face.landmarks, spec).crop)
-            for face in faces
-            if getattr(face, "success", True)
-        ]
+    def aligner(image: np.ndarray) -> list[tuple[Hashable, np.ndarray]]:
+        out: list[tuple[Hashable, np.ndarray]] = []
+        for face in tracker.update(image):
+            if not getattr(face, "success", True):
+                continue
+            if segments is None:
+                out.append((face.face_id, align_face(image, face.landmarks, spec).crop))
+            else:
+                segment, matrix = segments(face.face_id, face.landmarks)
+                crop_image = align_face(image, face.landmarks, spec, matrix=matrix).crop
+                out.append(((face.face_id, segment), crop_image))
+        return out
 
     return aligner

@@ -254,6 +254,12 @@ def pretrain_tcae(
             from facskit.data.cache import PreparedCache
 
             cache = PreparedCache(source)
+        cache_crop = getattr(cache, "meta", {}).get("align", {}).get("crop", "aligned")
+        if config.data.crop is not None and config.data.crop != cache_crop:
+            raise UsageError(
+                f"data.crop={config.data.crop} but {source} was prepared with --crop {cache_crop}; prepare "
+                f"it again with --crop {config.data.crop} into another folder, or drop data.crop"
+            )
         tracks = tracks_from_index(cache.index)
         images = CachePairDataset(cache, spec.input_size, preload=config.data.preload)
         difference = None
@@ -287,7 +293,8 @@ def pretrain_tcae(
             )
         videos = [m.path for m in iter_media([source])]
         steps_per_epoch = 0  # unknown until the first epoch has been read
-        log(f"{source}: {len(videos)} videos, pairs from tracked, aligned faces")
+        video_crop = config.data.crop or "track"
+        log(f"{source}: {len(videos)} videos, pairs from tracked faces, crop {video_crop}")
     total_steps = steps_per_epoch * config.train.epochs if steps_per_epoch else 0
     if config.train.max_steps is not None:
         total_steps = min(total_steps, config.train.max_steps) if total_steps else config.train.max_steps
@@ -337,7 +344,12 @@ def pretrain_tcae(
             else:
                 stream = VideoPairStream(
                     videos,
-                    lambda: default_aligner(size=256, every=config.data.detect_every),
+                    lambda: default_aligner(
+                        size=256,
+                        every=config.data.detect_every,
+                        crop=video_crop,
+                        max_drift=config.data.max_drift,
+                    ),
                     spec.input_size,
                     per_rank,
                     curriculum,
