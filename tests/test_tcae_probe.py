@@ -1,6 +1,8 @@
 """The pose probe: subject-grouped choice of the ridge penalty, and within-subject pose."""
 
 import numpy as np
+import pytest
+import torch
 
 from facskit.tcae.probe import _pose_r2 as pose_r2
 from facskit.tcae.probe import centre_by_subject
@@ -49,3 +51,92 @@ def test_within_subject_pose_is_recovered_despite_identity() -> None:
     train, test = subjects < "S08", subjects >= "S08"
     r2 = pose_r2(xc[train], pc[train], xc[test], pc[test], subjects[train])
     assert min(r2) > 0.9, r2
+
+
+@pytest.fixture(scope="module")
+def labelled_cache(tmp_path_factory: pytest.TempPathFactory):
+    from facskit.data import PreparedCache, prepare_dataset, read_disfa
+    from facskit.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("probe")
+    write_dataset(root / "disfa", "disfa", subjects=3, frames=16, seed=11, quiet=True)
+    prepare_dataset(read_disfa(root / "disfa"), root / "cache", workers=1, progress=False)
+    return PreparedCache(root / "cache")
+
+
+def _tiny_tcae():
+    from facskit.models.tcae import TCAE, TCAESpec
+
+    torch.manual_seed(0)
+    return TCAE(TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2))
+
+
+def test_linear_head_is_the_linear_probe_of_the_frozen_features(labelled_cache) -> None:
+    """LP-FT's starting head gives the logistic regressions' decision values on raw (unstandardised)
+    features, and an AU with one class in the training rows gets its prior."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from facskit.tcae.pairs import CachePairDataset
+    from facskit.tcae.probe import _AUClassifier, _fit_linear_head
+
+    model = _tiny_tcae()
+    images = CachePairDataset(labelled_cache, 32, preload=True)
+    rng = np.random.default_rng(0)
+    labels = (rng.random((len(labelled_cache), 3)) < 0.4).astype(float)
+    labels[::5, 0] = np.nan  # unknown labels are left out of the fit
+    labels[:, 2] = 0.0  # one class only
+    train = np.arange(0, len(labelled_cache), 2)
+    net = _AUClassifier(model, 3)
+    _fit_linear_head(net, images, labels, train, torch.device("cpu"))
+    with torch.no_grad():
+        x = net.features(torch.stack([images[int(i)] for i in train])).numpy()
+        logits = net(torch.stack([images[int(i)] for i in train])).numpy()
+    for a in (0, 1):
+        known = ~np.isnan(labels[train, a])
+        scaler = StandardScaler().fit(x[known])
+        fit = LogisticRegression(class_weight="balanced", max_iter=2000).fit(
+            scaler.transform(x[known]), labels[train, a][known]
+        )
+        np.testing.assert_allclose(logits[:, a], fit.decision_function(scaler.transform(x)), atol=1e-3)
+    assert (logits[:, 2] < -5).all()
+
+
+def test_run_probe_reports_every_feature_set_and_both_finetunes(labelled_cache) -> None:
+    from facskit.tcae.probe import format_probe_table, run_probe
+
+    result = run_probe(
+        _tiny_tcae(),
+        labelled_cache,
+        folds=3,
+        fractions=(0.5, 1.0),
+        finetune=True,
+        finetune_min_steps=2,
+        finetune_head="linear",
+        batch_size=8,
+        log=lambda text: None,
+    )
+    names = {
+        "linear tcae_au (phi)",
+        "linear tcae_pose (psi)",
+        "linear random_au (phi)",
+        "finetune tcae",
+        "scratch",
+    }
+    assert set(result.f1) == names
+    for by_fraction in result.f1.values():
+        assert set(by_fraction) == {"0.5", "1"}
+        for entry in by_fraction.values():
+            assert set(entry) == {*result.aus, "mean"}
+            assert all(np.isnan(v) or 0.0 <= v <= 1.0 for v in entry.values())
+    assert set(result.pose_r2_within) == {
+        "tcae_au (phi)",
+        "tcae_pose (psi)",
+        "random_au (phi)",
+        "random_pose (psi)",
+    }
+    assert "finetune tcae" in format_probe_table(result)
+    with pytest.raises(ValueError, match="finetune head"):
+        run_probe(
+            _tiny_tcae(), labelled_cache, folds=3, finetune=True, finetune_head="probe", log=lambda t: None
+        )

@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tuning steps at least (at 1%% labels an epoch is one batch; default 200)",
     )
     parser.add_argument(
+        "--finetune-head",
+        choices=("random", "linear"),
+        default="random",
+        help="fine-tuning starts the head at random, or at the linear probe of the network's own frozen "
+        "features (LP-FT); the same for the TCAE and the scratch network",
+    )
+    parser.add_argument(
         "--subject-norm",
         action="store_true",
         help="linear AU probes on features minus each subject's mean (computed on unlabelled frames)",
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,
         finetune_min_steps=args.finetune_min_steps,
+        finetune_head=args.finetune_head,
         subject_norm=args.subject_norm,
         seed=args.seed,
         device=device,

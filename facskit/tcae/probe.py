@@ -18,7 +18,10 @@ subject-exclusive folds (:func:`facskit.data.folds.subject_folds`), for several 
   penalty, which fits each training subject's identity and produced R^2 of -300 on held-out subjects.
 * ``finetune`` (optional): the encoder's AU branch plus a linear head trained end to end with a
   class-balanced BCE, against the same network trained from scratch - the few-label regime where
-  pretraining is supposed to pay off.
+  pretraining is supposed to pay off. ``finetune_head="linear"`` starts the head from the linear probe of
+  the network's own frozen features (LP-FT, Kumar et al., ICLR 2022), for the pretrained and the scratch
+  network alike: a random head's first, large gradients otherwise rewrite the pretrained features before
+  the head is any good, and with 1% labels (a few dozen frames) there is no data to win them back.
 
 Training frames of a fold are subsampled to the label fraction (the same frames for every feature set);
 test frames are always the whole held-out fold.
@@ -172,8 +175,48 @@ class _AUClassifier(torch.nn.Module):
         self.branch = model.encoder.au_branch
         self.head = torch.nn.Linear(model.spec.embedding_size, n_aus)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branch(self.trunk(x)).flatten(1)  # (B, E): phi
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.branch(self.trunk(x)).flatten(1))  # (B, A) logits
+        return self.head(self.features(x))  # (B, A) logits
+
+
+def _fit_linear_head(
+    net: _AUClassifier, images: CachePairDataset, labels: np.ndarray, train: np.ndarray, device: torch.device
+) -> None:
+    """Set ``net.head`` to the per-AU balanced logistic regressions of ``_linear_f1`` on the frozen
+    features of the ``train`` rows (eval-mode BatchNorm), mapped back from standardised to raw features.
+    An AU with one class among its known training labels keeps a zero weight and the bias of its prior."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    net.eval()
+    with torch.no_grad():
+        x = torch.cat(
+            [
+                net.features(torch.stack([images[int(i)] for i in train[s : s + 256]]).to(device)).cpu()
+                for s in range(0, len(train), 256)
+            ]
+        ).numpy()
+    weight = np.zeros((labels.shape[1], x.shape[1]), dtype=np.float64)
+    bias = np.zeros(labels.shape[1], dtype=np.float64)
+    for a in range(labels.shape[1]):
+        known = ~np.isnan(labels[train, a])
+        y = labels[train, a][known]
+        if len(np.unique(y)) < 2:
+            bias[a] = 10.0 if len(y) and y[0] == 1 else -10.0
+            continue
+        scaler = StandardScaler().fit(x[known])
+        classifier = LogisticRegression(class_weight="balanced", max_iter=2000).fit(
+            scaler.transform(x[known]), y
+        )
+        coef = classifier.coef_[0] / scaler.scale_
+        weight[a] = coef
+        bias[a] = classifier.intercept_[0] - coef @ scaler.mean_
+    with torch.no_grad():
+        net.head.weight.copy_(torch.from_numpy(weight))
+        net.head.bias.copy_(torch.from_numpy(bias))
 
 
 def _finetune_f1(
@@ -188,16 +231,22 @@ def _finetune_f1(
     seed: int,
     device: torch.device,
     min_steps: int = 0,
+    head: str = "random",
 ) -> list[float]:
     """End-to-end training of the AU path + head with a class-balanced BCE; F1 per AU on ``test``.
 
     Runs ``epochs`` passes over ``train`` but at least ``min_steps`` steps: at 1% labels an "epoch" is a
     single batch, and 3 steps leave both the pretrained and the scratch network where they started.
+    ``head``: "random" (PyTorch's init) or "linear" (:func:`_fit_linear_head`, LP-FT).
     """
     from facskit.metrics import f1
 
     torch.manual_seed(seed)
     net = _AUClassifier(model, labels.shape[1]).to(device)
+    if head == "linear":
+        _fit_linear_head(net, images, labels, train, device)
+    elif head != "random":
+        raise ValueError(f"finetune head must be 'random' or 'linear', got {head!r}")
     known = ~np.isnan(labels)
     y = np.nan_to_num(labels).astype(np.float32)
     positives = (y[train] * known[train]).sum(0)
@@ -250,6 +299,7 @@ def run_probe(
     finetune_epochs: int = 3,
     finetune_lr: float = 1e-4,
     finetune_min_steps: int = 200,
+    finetune_head: str = "random",
     subject_norm: bool = False,
     batch_size: int = 64,
     seed: int = 0,
@@ -260,6 +310,8 @@ def run_probe(
     from facskit.aus import au_column
     from facskit.data.folds import subject_folds
 
+    if finetune_head not in ("random", "linear"):
+        raise ValueError(f"finetune head must be 'random' or 'linear', got {finetune_head!r}")
     device = torch.device(device)
     images = CachePairDataset(cache, model.spec.input_size, preload=True)
     subjects = cache.index["subject"].astype(str).to_numpy()
@@ -285,6 +337,11 @@ def run_probe(
     )
     if not has_pose:
         result.notes.append("no yaw/pitch/roll columns in the cache index: pose R^2 not measured")
+    if finetune:
+        result.notes.append(
+            f"fine-tuning: {finetune_head} head, lr {finetune_lr:g} (head x10), "
+            f"max({finetune_epochs} epochs, {finetune_min_steps} steps)"
+        )
     split = subject_folds(subjects, k=folds, seed=seed)
     per_fold: dict[tuple[str, float], list[list[float]]] = {}
     pose_fold: dict[str, list[list[float]]] = {}
@@ -322,6 +379,7 @@ def run_probe(
                         seed,
                         device,
                         finetune_min_steps,
+                        finetune_head,
                     )
                     per_fold.setdefault((name, fraction), []).append(scores)
             log(f"fold {k + 1}/{folds}, label fraction {fraction:g}: done")
