@@ -270,8 +270,11 @@ def test_mine_factor_config_key_and_loop(tmp_path) -> None:
         load_tcae_config("tcae-lite", ["curriculum.mine_factor=0"])
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
-    with pytest.raises(UsageError, match="mine_factor"):
-        pretrain_tcae(config, video, tmp_path / "video-run", quiet=True)
+    by_landmarks = load_tcae_config(
+        "tcae-lite", [*TINY_RUN, "curriculum.mine_factor=3", "curriculum.mine_score=landmarks"]
+    )
+    with pytest.raises(UsageError, match="mine_score=landmarks needs a prepared cache"):
+        pretrain_tcae(by_landmarks, video, tmp_path / "video-run", quiet=True)
 
 
 def test_landmark_residual_scores_shape_change_not_head_motion(tmp_path) -> None:

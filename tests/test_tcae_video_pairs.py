@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from facskit.align import MEAN_FACE_256, AlignSpec, alignment_matrix, points_to_crop
 from facskit.synth import write_dataset
@@ -91,6 +92,15 @@ def test_video_stream_pairs_frames_of_one_key_within_the_gap(tmp_path: Path) -> 
     assert ((pairs < 15).all(axis=1) | (pairs >= 15).all(axis=1)).all()  # never across the key change
     # the first frames of key "b" have no source yet (its buffer starts empty at frame 15)
     assert pairs[pairs[:, 1] >= 15, 1].min() == 17
+    # mining: the most different of k draws; crops differ by their frame gap, so with k = 60 draws from at
+    # most 4 candidates every pair takes the oldest source its key's buffer offers
+    mined = VideoPairStream(videos, _StampAligner, 8, 4, curriculum, epoch=0, mine_factor=60)
+    for _, source, target in mined.batches():
+        s, t = (source[:, 0, 0, 0] * 255).round().int(), (target[:, 0, 0, 0] * 255).round().int()
+        key_start = torch.where(t >= 15, 15, 0)
+        assert torch.equal(t - s, torch.clamp(t - key_start, max=5))
+    with pytest.raises(ValueError, match="mine_factor"):
+        VideoPairStream(videos, _StampAligner, 8, 4, curriculum, epoch=0, mine_factor=0)
 
 
 @pytest.mark.parametrize("crop", ["track", "aligned"])

@@ -103,13 +103,14 @@ class CurriculumConfig:
     # start_window to end_window with the gap. The reference went (0, 0.5) -> (0.4, 0.9); [0, 1] keeps all.
     start_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
     end_window: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    # Pair mining: each pair is the most different (mean |I_s - I_t| of 64 px thumbnails) of mine_factor
-    # candidates drawn as above (1: uniform pairs, as the paper). Prepared caches only. Without it the AU
-    # branch of the lite model never started on faces that move little (benchmarks/results/tcae.md).
+    # Pair mining: each pair is the most different (mean |I_s - I_t| of 64 px thumbnails; raw videos: of the
+    # crops as the network sees them) of mine_factor candidates drawn as above (1: uniform pairs, as the
+    # paper). Without it the AU branch of the lite model never started on faces that move little
+    # (benchmarks/results/tcae.md).
     mine_factor: int = 1
     # What "most different" means: "frames" (the thumbnails' mean absolute difference) or "landmarks" (the
     # landmark motion left after the best affine fit: the face changing shape rather than the head moving;
-    # needs the cache's landmark columns).
+    # needs a prepared cache's landmark columns).
     mine_score: Literal["frames", "landmarks"] = "frames"
 
     def curriculum(self) -> PairCurriculum:

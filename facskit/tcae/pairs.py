@@ -333,7 +333,8 @@ class VideoPairStream:
     facskit.faces + facskit.align) gives the crops of the tracked faces, each with its pairing key. For
     every key a ring buffer holds its last ``max_gap`` crops; each new crop becomes a target with
     probability ``pairs_per_frame`` (several pairs for values > 1), its source drawn from the buffer with a
-    gap in ``[min_gap, max_gap]``. A buffer whose newest crop is more than ``max_gap`` frames old can give
+    gap in ``[min_gap, max_gap]`` (with ``mine_factor`` k > 1, the most different of k such draws). A
+    buffer whose newest crop is more than ``max_gap`` frames old can give
     no source any more and is dropped (ended tracks, old segments). Memory: ``max_gap`` crop tensors per
     live key plus one batch.
     Videos are split across DDP ranks (``rank::world_size``); ``start_video`` resumes at a video boundary.
@@ -351,7 +352,11 @@ class VideoPairStream:
         pairs_per_frame: float = 1.0,
         rank: int = 0,
         world_size: int = 1,
+        mine_factor: int = 1,
     ) -> None:
+        if mine_factor < 1:
+            raise ValueError(f"mine_factor must be >= 1, got {mine_factor}")
+        self.mine_factor = mine_factor
         self.videos = list(videos)[rank::world_size]
         self.aligner_factory = aligner_factory
         self.size = size
@@ -379,12 +384,22 @@ class VideoPairStream:
                     n_pairs = math.floor(self.pairs_per_frame + self.rng.random())
                     candidates = [t for f, t in buffer if self.min_gap <= frame.index - f <= self.max_gap]
                     for _ in range(n_pairs if candidates else 0):
-                        sources.append(candidates[int(self.rng.integers(len(candidates)))])
+                        sources.append(self._source(candidates, tensor))
                         targets.append(tensor)
                         if len(sources) == self.batch_size:
                             yield position, torch.stack(sources), torch.stack(targets)
                             sources, targets = [], []
                     buffer.append((frame.index, tensor))
+
+    def _source(self, candidates: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """A source for ``target``: uniform among ``candidates``, or with ``mine_factor`` k > 1 the most
+        different (mean absolute difference of the crops as the network sees them) of k uniform draws -
+        the streamed form of the cache path's mining (:class:`FrameDifference`)."""
+        draws = self.rng.integers(len(candidates), size=self.mine_factor)
+        if self.mine_factor == 1:
+            return candidates[int(draws[0])]
+        scores = [float((candidates[int(d)] - target).abs().mean()) for d in draws]
+        return candidates[int(draws[int(np.argmax(scores))])]
 
 
 class SegmentCrop:

@@ -286,10 +286,10 @@ def pretrain_tcae(
     else:
         from facskit.io import iter_media
 
-        if curriculum.mine_factor > 1:
+        if curriculum.mine_factor > 1 and config.curriculum.mine_score == "landmarks":
             raise UsageError(
-                "curriculum.mine_factor > 1 ranks candidate pairs of a prepared cache; prepare the videos "
-                "first (facskit prepare folder ...) or use mine_factor=1 for raw videos"
+                "curriculum.mine_score=landmarks needs a prepared cache's landmark columns; raw videos are "
+                "mined by frame difference (mine_score=frames), or prepare them first (facskit prepare)"
             )
         videos = [m.path for m in iter_media([source])]
         steps_per_epoch = 0  # unknown until the first epoch has been read
@@ -358,6 +358,7 @@ def pretrain_tcae(
                     config.data.pairs_per_frame,
                     dist.rank,
                     dist.world_size,
+                    curriculum.mine_factor,
                 )
                 batches = stream.batches(start_video=first)
             sums = {name: 0.0 for name in (*LOSS_TERMS, "total")}
