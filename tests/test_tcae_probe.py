@@ -122,6 +122,7 @@ def test_run_probe_reports_every_feature_set_and_both_finetunes(labelled_cache) 
         "linear random_au (phi)",
         "finetune tcae",
         "scratch",
+        "scratch, linear head",  # LP-FT: scratch both ways, the TCAE row must beat the better
     }
     assert set(result.f1) == names
     for by_fraction in result.f1.values():

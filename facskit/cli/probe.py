@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("random", "linear"),
         default="random",
         help="fine-tuning starts the head at random, or at the linear probe of the network's own frozen "
-        "features (LP-FT); the same for the TCAE and the scratch network",
+        "features (LP-FT; scratch is then trained both ways)",
     )
     parser.add_argument(
         "--subject-norm",
