@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune-head",
         choices=("random", "linear"),
-        default="random",
-        help="fine-tuning starts the head at random, or at the linear probe of the network's own frozen "
-        "features (LP-FT; scratch is then trained both ways)",
+        default="linear",
+        help="fine-tuning starts the head at the linear probe of the network's own frozen features (LP-FT, "
+        "the default; scratch is then trained both ways) or at random",
     )
     parser.add_argument(
         "--subject-norm",

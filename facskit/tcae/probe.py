@@ -300,7 +300,7 @@ def run_probe(
     finetune_epochs: int = 3,
     finetune_lr: float = 1e-4,
     finetune_min_steps: int = 200,
-    finetune_head: str = "random",
+    finetune_head: str = "linear",
     subject_norm: bool = False,
     batch_size: int = 64,
     seed: int = 0,
