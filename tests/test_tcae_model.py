@@ -323,3 +323,51 @@ def test_au_decoder_sees_the_source_pose_embedding_only_when_asked() -> None:
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in paper.encoder.pose_branch.parameters())
     with pytest.raises(ValueError, match="takes 2 embeddings"):
         paper.au_decoder(phi_s, phi_t, psi_s)
+
+
+def test_rigid_pose_decoder_moves_a_head_not_a_plane() -> None:
+    from facskit.models.tcae import RigidPoseDecoder, mean_face_depth
+
+    spec = TCAESpec(
+        input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix="au_gate", pose_decoder="rigid"
+    )
+    decoder = RigidPoseDecoder(spec)
+
+    def field(**motion: float) -> torch.Tensor:
+        order = ("about_x", "about_y", "about_z", "shift_x", "shift_y", "log_scale")
+        return decoder.field(torch.tensor([[motion.get(k, 0.0) for k in order]]))[0]  # (2, S, S)
+
+    assert field().abs().max() == 0  # no motion: the identity warp
+    # an image-plane shift t: out(p) samples the source at p - t
+    assert torch.allclose(field(shift_x=0.1, shift_y=-0.2)[0], torch.full((32, 32), -0.1))
+    assert torch.allclose(field(shift_x=0.1, shift_y=-0.2)[1], torch.full((32, 32), 0.2))
+    # a roll (in-plane rotation) is the same 2D rotation for every depth
+    grid = identity_grid(32, 32)[0].permute(2, 0, 1)  # (2, S, S): x, y
+    angle = torch.tensor(0.1)
+    back = torch.stack(
+        [grid[0] * angle.cos() + grid[1] * angle.sin(), -grid[0] * angle.sin() + grid[1] * angle.cos()]
+    )
+    assert torch.allclose(field(about_z=0.1), back - grid, atol=1e-6)
+    # a yaw moves the middle of the face more than its sides, and the background (depth 0) hardly at all
+    yaw = field(about_y=0.2)[0]  # x displacement
+    depth = mean_face_depth(32)
+    centre = tuple(int(i) for i in (depth == depth.max()).nonzero()[0])
+    assert yaw[centre].abs() > 0.09 and yaw[0, 0].abs() < 0.04
+    # so it is not an affine field: an affine fit leaves a clear residual (a shift or roll leaves none)
+    ones = torch.ones(32 * 32)
+    basis = torch.stack([ones, grid[0].flatten(), grid[1].flatten()], dim=1)  # (S*S, 3)
+    for f, affine in ((yaw, False), (field(about_z=0.1)[0], True)):
+        coefficients = torch.linalg.lstsq(basis, f.flatten()[:, None]).solution
+        residual = (f.flatten() - (basis @ coefficients)[:, 0]).abs().max()
+        assert (residual < 1e-5) if affine else (residual > 0.03)
+    # the decoder starts near the identity, and gradients reach it from the field
+    torch.manual_seed(0)
+    model = TCAE(spec)
+    out = model(_image(seed=1), _image(seed=2))
+    assert out.field_pose.abs().max() < 0.05 and out.mask_pose.abs().max() == 0
+    out.reconstruction.mean().backward()
+    assert model.pose_decoder.net[-1].weight.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="pose_decoder='rigid' needs"):
+        TCAESpec(input_size=32, pose_decoder="rigid")  # softmax mix needs a pose mask
+    with pytest.raises(ValueError, match="pose_decoder must be one of"):
+        TCAESpec(input_size=32, pose_decoder="affine")

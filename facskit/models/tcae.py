@@ -41,6 +41,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +49,7 @@ from torch import nn
 __all__ = [
     "TCAE",
     "FIELD_MIXES",
+    "RigidPoseDecoder",
     "TCAE_PRESETS",
     "TCAEOutput",
     "TCAESpec",
@@ -55,6 +57,7 @@ __all__ = [
     "remove_grid_fit",
     "create_tcae",
     "identity_grid",
+    "mean_face_depth",
     "tcae_spec",
     "warp",
 ]
@@ -64,6 +67,8 @@ __all__ = [
 FIELD_MIXES = ("softmax", "au_gate", "gated")
 # What is subtracted from the AU field (TCAESpec.au_field_residual).
 AU_FIELD_RESIDUALS = ("none", "uniform", "gated")
+# What the pose decoder produces (TCAESpec.pose_decoder).
+POSE_DECODERS = ("field", "rigid")
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,14 @@ class TCAESpec:
     # (AU-embedding within-subject pose R^2 0.52-0.56, benchmarks/results/tcae.md). psi_s tells it instead.
     # Only the source's psi: with psi_t too, D_A could decode the head's motion itself.
     au_decoder_sees_pose: bool = False
+    # "field": D_P decodes a displacement field and a mask like D_A, as the paper. "rigid": D_P decodes the
+    # six parameters of a rigid 3D head motion (three rotations, an image-plane shift, a scale), and the
+    # pose field is that motion of a mean face's depth surface seen orthographically (RigidPoseDecoder).
+    # Why: a grid-restricted pose field cannot express yaw and pitch, which move the face's centre more
+    # than its sides (parallax), so that motion went to the AU field and the AU embedding learnt the
+    # head's yaw (benchmarks/results/tcae.md). A rigid motion can express it, and nothing local. Needs
+    # field_mix "au_gate" (there is no pose mask) and no pose grid or AU-field residual.
+    pose_decoder: str = "field"
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -133,6 +146,20 @@ class TCAESpec:
         if self.pose_mask_grid != 0 and not 2 <= self.pose_mask_grid <= self.input_size:
             raise ValueError(
                 f"pose_mask_grid must be 0 (dense) or in [2, {self.input_size}], got {self.pose_mask_grid}"
+            )
+        if self.pose_decoder not in POSE_DECODERS:
+            raise ValueError(
+                f"pose_decoder must be one of {', '.join(POSE_DECODERS)}, got {self.pose_decoder!r}"
+            )
+        if self.pose_decoder == "rigid" and (
+            self.field_mix != "au_gate"
+            or self.pose_field_grid
+            or self.pose_mask_grid
+            or self.au_field_residual != "none"
+        ):
+            raise ValueError(
+                "pose_decoder='rigid' needs field_mix='au_gate' (it has no mask) and no pose_field_grid, "
+                "pose_mask_grid or au_field_residual (its field is already smooth)"
             )
 
     @property
@@ -336,6 +363,83 @@ class FieldDecoder(nn.Module):
         return field, mask
 
 
+class RigidPoseDecoder(nn.Module):
+    """(psi_s, psi_t) -> the backward field of a rigid 3D head motion, and a zero mask logit.
+
+    An MLP gives six numbers: rotations about x, y, z (radians, at most 0.6), an image-plane shift (at
+    most 0.5 of the half-image) and a log scale (at most 0.3). Each target pixel p = (x, y) in normalised
+    coordinates is lifted to (x, y, z(p)) on :func:`mean_face_depth`, moved back by the inverse motion,
+    P_s = R^T (P_t - t) / s, and projected orthographically: tau(p) = P_s[:2] - p. Depth is read at the
+    target pixel, a first-order approximation that is exact for in-plane motion. The last layer starts
+    near zero, so the field starts at the identity, like :class:`FieldDecoder`.
+    """
+
+    MAX_ANGLE, MAX_SHIFT, MAX_LOG_SCALE = 0.6, 0.5, 0.3
+
+    def __init__(self, spec: TCAESpec, hidden: int = 128) -> None:
+        super().__init__()
+        self.size = spec.input_size
+        self.net = nn.Sequential(
+            nn.Linear(2 * spec.embedding_size, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6)
+        )
+        nn.init.normal_(self.net[-1].weight, std=1e-3)
+        nn.init.zeros_(self.net[-1].bias)
+        grid = identity_grid(spec.input_size, spec.input_size)[0]  # (S, S, 2): x, y
+        depth = mean_face_depth(spec.input_size)  # (S, S)
+        self.register_buffer("points", torch.cat((grid, depth[..., None]), dim=-1), persistent=False)
+
+    def motion(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``(B, 6)``: rotations about x, y, z, shift x, y, log scale (bounded by tanh)."""
+        raw = torch.tanh(self.net(F.relu(torch.cat((source, target), dim=1))))
+        bounds = raw.new_tensor([self.MAX_ANGLE] * 3 + [self.MAX_SHIFT] * 2 + [self.MAX_LOG_SCALE])
+        return raw * bounds
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, E), (B, E)`` -> ``(field (B, 2, S, S), zero mask logit (B, 1, S, S))``."""
+        return self.field(self.motion(source, target)), source.new_zeros(len(source), 1, self.size, self.size)
+
+    def field(self, motion: torch.Tensor) -> torch.Tensor:
+        """The backward field ``(B, 2, S, S)`` of ``motion (B, 6)`` (see the class docstring)."""
+        rotation = _rotation(motion[:, 0], motion[:, 1], motion[:, 2])  # (B, 3, 3)
+        shift = F.pad(motion[:, 3:5], (0, 1))  # (B, 3): no shift in depth
+        scale = torch.exp(motion[:, 5])[:, None, None]  # (B, 1, 1)
+        points = self.points.flatten(0, 1).to(motion.dtype)  # (S*S, 3)
+        # row vectors: P_s = (P_t - t) R / s is R^T (P_t - t) / s for column vectors
+        moved = ((points[None] - shift[:, None]) @ rotation) / scale  # (B, S*S, 3)
+        field = moved[..., :2] - points[None, :, :2]  # (B, S*S, 2)
+        return field.transpose(1, 2).reshape(len(motion), 2, self.size, self.size)
+
+
+def _rotation(about_x: torch.Tensor, about_y: torch.Tensor, about_z: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, 3)`` rotation R = R_z R_y R_x (x right, y down, z towards the camera)."""
+    cx, sx, cy, sy, cz, sz = (f(a) for a in (about_x, about_y, about_z) for f in (torch.cos, torch.sin))
+    one, zero = torch.ones_like(cx), torch.zeros_like(cx)
+    r_x = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], dim=-1).view(-1, 3, 3)
+    r_y = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], dim=-1).view(-1, 3, 3)
+    r_z = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], dim=-1).view(-1, 3, 3)
+    return r_z @ r_y @ r_x
+
+
+def mean_face_depth(size: int) -> torch.Tensor:
+    """``(S, S)`` depth towards the camera, normalised like the fields: the half-ellipsoid of a head over
+    the mean face of the BMVC'18 crop (:data:`facskit.align.MEAN_FACE_256`: jaw line 47-209 px across,
+    brows at 55 and chin at 228 of 256), with the forehead a third of the brow-to-chin height above the
+    brows, depth 0.8 of the half-width; 0 outside the face. A head is closer to an ellipsoid than to the
+    plane that affine and grid fields assume; that is the difference between yaw and a horizontal shift.
+    """
+    from facskit.align import MEAN_FACE_256
+
+    face = np.asarray(MEAN_FACE_256, dtype=np.float64) / 255.0 * 2.0 - 1.0  # crop pixels -> [-1, 1]
+    left, right = face[0:17, 0].min(), face[0:17, 0].max()
+    brows, chin = face[17:27, 1].min(), face[8, 1]
+    top = brows - (chin - brows) / 3.0
+    cx, cy = (left + right) / 2.0, (top + chin) / 2.0
+    a, b = (right - left) / 2.0, (chin - top) / 2.0
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    inside = (1.0 - ((xs - cx) / a) ** 2 - ((ys - cy) / b) ** 2).clamp(min=0.0)
+    return (0.8 * a * torch.sqrt(inside)).float()
+
+
 def _coarse(x: torch.Tensor, grid: int) -> torch.Tensor:
     """``x (B, C, S, S)`` average-pooled to ``grid x grid`` and bilinearly upsampled back (align_corners)."""
     return F.interpolate(
@@ -431,9 +535,13 @@ class TCAE(nn.Module):
             residual_weighted=residual == "gated",
             inputs=3 if self.spec.au_decoder_sees_pose else 2,
         )
-        self.pose_decoder = FieldDecoder(
-            self.spec, field_grid=self.spec.pose_field_grid, mask_grid=self.spec.pose_mask_grid
-        )
+        self.pose_decoder: nn.Module
+        if self.spec.pose_decoder == "rigid":
+            self.pose_decoder = RigidPoseDecoder(self.spec)
+        else:
+            self.pose_decoder = FieldDecoder(
+                self.spec, field_grid=self.spec.pose_field_grid, mask_grid=self.spec.pose_mask_grid
+            )
 
     def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, S, S)`` in [0, 1] -> ``(phi (B, E), psi (B, E))``: the features the probe uses."""

@@ -51,6 +51,9 @@ class TCAEModelConfig:
     pose_mask_grid: int | None = None
     # D_A also sees the source's pose embedding psi_s (see TCAESpec.au_decoder_sees_pose; False: the paper).
     au_decoder_sees_pose: bool | None = None
+    # "field" (the paper) or "rigid": the pose field is a rigid 3D motion of a mean face depth surface
+    # (see TCAESpec.pose_decoder; needs field_mix=au_gate).
+    pose_decoder: Literal["field", "rigid"] | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -65,6 +68,7 @@ class TCAEModelConfig:
                 ("au_field_residual", self.au_field_residual),
                 ("pose_mask_grid", self.pose_mask_grid),
                 ("au_decoder_sees_pose", self.au_decoder_sees_pose),
+                ("pose_decoder", self.pose_decoder),
             )
             if v is not None
         }
