@@ -36,11 +36,15 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    from facskit.align import AlignSpec
 
 __all__ = [
     "CachePairDataset",
@@ -334,9 +338,8 @@ class VideoPairStream:
     every key a ring buffer holds its last ``max_gap`` crops; each new crop becomes a target with
     probability ``pairs_per_frame`` (several pairs for values > 1), its source drawn from the buffer with a
     gap in ``[min_gap, max_gap]`` (with ``mine_factor`` k > 1, the most different of k such draws). A
-    buffer whose newest crop is more than ``max_gap`` frames old can give
-    no source any more and is dropped (ended tracks, old segments). Memory: ``max_gap`` crop tensors per
-    live key plus one batch.
+    buffer whose newest crop is more than ``max_gap`` frames old can give no source any more and is
+    dropped (ended tracks, old segments). Memory: ``max_gap`` crop tensors per live key plus one batch.
     Videos are split across DDP ranks (``rank::world_size``); ``start_video`` resumes at a video boundary.
     """
 
@@ -416,7 +419,7 @@ class SegmentCrop:
     segment per sequence there, as ``--crop track`` does.
     """
 
-    def __init__(self, spec, max_drift: float = 0.15) -> None:
+    def __init__(self, spec: AlignSpec, max_drift: float = 0.15) -> None:
         if not max_drift > 0:
             raise ValueError(f"max_drift must be > 0 (a fraction of the crop size), got {max_drift}")
         self.spec = spec

@@ -188,7 +188,8 @@ def _fit_linear_head(
 ) -> None:
     """Set ``net.head`` to the per-AU balanced logistic regressions of ``_linear_f1`` on the frozen
     features of the ``train`` rows (eval-mode BatchNorm), mapped back from standardised to raw features.
-    An AU with one class among its known training labels keeps a zero weight and the bias of its prior."""
+    An AU with one class among its known training labels gets a zero weight and a bias of +-10 that
+    predicts that class (what the linear probe cannot fit either)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
