@@ -9,7 +9,8 @@ displacement field plus an attention logit: ``D_A(phi_s, phi_t) -> (tau_A, m_A)`
     tau = alpha_A * tau_A + alpha_P * tau_P,   (alpha_A, alpha_P) = softmax(m_A, m_P) per pixel
 
 warps ``I_s`` into ``I_t`` (``TCAESpec.field_mix = "au_gate"`` replaces eq. 3 by ``tau_P + sigmoid(m_A)
-tau_A``, see :func:`combine_fields`). Because the AU field is pushed to be sparse and each changed face must
+tau_A``, see :func:`combine_fields`; ``TCAESpec.pose_decoder = "rigid"`` makes tau_P a rigid 3D head
+motion, see :class:`RigidPoseDecoder`). Because the AU field is pushed to be sparse and each changed face must
 re-encode to the right embeddings (the twin cycles), the AU embedding ends up describing facial actions and
 the pose embedding head motion; ``phi`` is then used for AU detection with few labels.
 
@@ -104,7 +105,8 @@ class TCAESpec:
     # source's pose embedding. Why: on crops where the face moves (prepare --crop track) D_A has to put its
     # field where the mouth and brows are, and with only phi to go by, phi had to say where the face is
     # (AU-embedding within-subject pose R^2 0.52-0.56, benchmarks/results/tcae.md). psi_s tells it instead.
-    # Only the source's psi: with psi_t too, D_A could decode the head's motion itself.
+    # Only the source's psi: with psi_t too, D_A could decode the head's motion itself. Measured no better
+    # (the pose in phi is mostly yaw, which pose_decoder="rigid" addresses).
     au_decoder_sees_pose: bool = False
     # "field": D_P decodes a displacement field and a mask like D_A, as the paper. "rigid": D_P decodes the
     # six parameters of a rigid 3D head motion (three rotations, an image-plane shift, a scale), and the
