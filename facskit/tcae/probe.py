@@ -401,7 +401,9 @@ def run_probe(
                 )
 
     for (name, fraction), rows in per_fold.items():
-        mean = np.nanmean(np.array(rows, dtype=np.float64), axis=0) if rows else []
+        with warnings.catch_warnings():  # an AU with no positives in any fold stays NaN, said in the table
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            mean = np.nanmean(np.array(rows, dtype=np.float64), axis=0) if rows else []
         entry = {au: float(v) for au, v in zip(aus, mean, strict=True)}
         entry["mean"] = float(np.nanmean(mean)) if np.isfinite(mean).any() else float("nan")
         result.f1.setdefault(name, {})[f"{fraction:g}"] = entry
