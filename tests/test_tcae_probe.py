@@ -141,3 +141,23 @@ def test_run_probe_reports_every_feature_set_and_both_finetunes(labelled_cache) 
         run_probe(
             _tiny_tcae(), labelled_cache, folds=3, finetune=True, finetune_head="probe", log=lambda t: None
         )
+
+
+def test_label_draws_average_the_few_label_rows_only(labelled_cache) -> None:
+    from facskit.tcae.probe import run_probe
+
+    def probe(draws: int):
+        return run_probe(
+            _tiny_tcae(), labelled_cache, folds=3, fractions=(0.5, 1.0), label_draws=draws, log=lambda t: None
+        )
+
+    one, three = probe(1), probe(3)
+
+    def f1(result, fraction: str) -> np.ndarray:
+        return np.array(list(result.f1["linear tcae_au (phi)"][fraction].values()))
+
+    assert np.array_equal(f1(one, "1"), f1(three, "1"), equal_nan=True)  # all labels: a single draw
+    assert not np.array_equal(f1(one, "0.5"), f1(three, "0.5"), equal_nan=True)
+    assert any("3 draws" in note for note in three.notes) and not any("draws" in n for n in one.notes)
+    with pytest.raises(ValueError, match="label_draws"):
+        probe(0)

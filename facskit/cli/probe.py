@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label-fraction", type=_fractions, default=[1.0], help="training-label fractions, e.g. 0.01,0.1,1"
     )
+    parser.add_argument(
+        "--label-draws",
+        type=int,
+        default=1,
+        help="for fractions below 1, average over this many random draws of the labelled frames per fold "
+        "(1%% of a small set is a few dozen frames; one draw is noisy). Default 1",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write results here (default: RUN/probe.json)")
@@ -75,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         finetune_min_steps=args.finetune_min_steps,
         finetune_head=args.finetune_head,
         subject_norm=args.subject_norm,
+        label_draws=args.label_draws,
         seed=args.seed,
         device=device,
         log=lambda text: print(text, file=sys.stderr),

@@ -97,6 +97,12 @@ def _train_subset(train: np.ndarray, fraction: float, rng: np.random.Generator) 
     return np.sort(rng.choice(train, size=min(n, len(train)), replace=False))
 
 
+def _draw_seed(seed: int, fold: int, fraction: float, draw: int) -> list[int]:
+    """Seed of the labelled subset of one fold, fraction and draw; draw 0 keeps the single-draw seed, so
+    ``label_draws=1`` reproduces earlier results exactly."""
+    return [seed, fold, int(fraction * 1e6)] + ([draw] if draw else [])
+
+
 def _linear_f1(x_train, y_train, x_test, y_test) -> float:
     """Balanced logistic regression on standardised features; NaN when the train split has one class."""
     from sklearn.linear_model import LogisticRegression
@@ -303,6 +309,7 @@ def run_probe(
     finetune_min_steps: int = 200,
     finetune_head: str = "linear",
     subject_norm: bool = False,
+    label_draws: int = 1,
     batch_size: int = 64,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -312,6 +319,8 @@ def run_probe(
     from facskit.aus import au_column
     from facskit.data.folds import subject_folds
 
+    if label_draws < 1:
+        raise ValueError(f"label_draws must be >= 1, got {label_draws}")
     if finetune_head not in ("random", "linear"):
         raise ValueError(f"finetune head must be 'random' or 'linear', got {finetune_head!r}")
     device = torch.device(device)
@@ -339,6 +348,10 @@ def run_probe(
     )
     if not has_pose:
         result.notes.append("no yaw/pitch/roll columns in the cache index: pose R^2 not measured")
+    if label_draws > 1:
+        result.notes.append(
+            f"label fractions below 1: mean over {folds} folds x {label_draws} draws of the labelled frames"
+        )
     if finetune:
         result.notes.append(
             f"fine-tuning: {finetune_head} head, lr {finetune_lr:g} (head x10), "
@@ -353,41 +366,45 @@ def run_probe(
         test = np.flatnonzero(np.isin(subjects, held_out))
         train_all = np.flatnonzero(~np.isin(subjects, held_out))
         for fraction in fractions:
-            train = _train_subset(train_all, fraction, np.random.default_rng([seed, k, int(fraction * 1e6)]))
-            for name, x in features.items():
-                scores = []
-                for a in range(len(aus)):
-                    tr = train[~np.isnan(labels[train, a])]
-                    te = test[~np.isnan(labels[test, a])]
-                    scores.append(_linear_f1(x[tr], labels[tr, a], x[te], labels[te, a]))
-                per_fold.setdefault((f"linear {name}", fraction), []).append(scores)
-            if finetune:
-                # scratch always with a random head (the usual baseline); with LP-FT also as the TCAE row
-                runs = [("finetune tcae", model, finetune_head), ("scratch", None, "random")]
-                if finetune_head == "linear":
-                    runs.append(("scratch, linear head", None, "linear"))
-                for name, init, head in runs:
-                    if init is None:
-                        torch.manual_seed(seed + 1)
-                        net_model = TCAE(model.spec)
-                    else:
-                        net_model = TCAE(model.spec)
-                        net_model.load_state_dict(model.state_dict())
-                    scores = _finetune_f1(
-                        net_model,
-                        images,
-                        labels,
-                        train,
-                        test,
-                        finetune_epochs,
-                        batch_size,
-                        finetune_lr,
-                        seed,
-                        device,
-                        finetune_min_steps,
-                        head,
-                    )
-                    per_fold.setdefault((name, fraction), []).append(scores)
+            # below 1, several draws of the labelled frames per fold (each draw is one more row to average)
+            for draw in range(label_draws if fraction < 1 else 1):
+                train = _train_subset(
+                    train_all, fraction, np.random.default_rng(_draw_seed(seed, k, fraction, draw))
+                )
+                for name, x in features.items():
+                    scores = []
+                    for a in range(len(aus)):
+                        tr = train[~np.isnan(labels[train, a])]
+                        te = test[~np.isnan(labels[test, a])]
+                        scores.append(_linear_f1(x[tr], labels[tr, a], x[te], labels[te, a]))
+                    per_fold.setdefault((f"linear {name}", fraction), []).append(scores)
+                if finetune:
+                    # scratch always with a random head (the usual baseline); with LP-FT also as the TCAE row
+                    runs = [("finetune tcae", model, finetune_head), ("scratch", None, "random")]
+                    if finetune_head == "linear":
+                        runs.append(("scratch, linear head", None, "linear"))
+                    for name, init, head in runs:
+                        if init is None:
+                            torch.manual_seed(seed + 1)
+                            net_model = TCAE(model.spec)
+                        else:
+                            net_model = TCAE(model.spec)
+                            net_model.load_state_dict(model.state_dict())
+                        scores = _finetune_f1(
+                            net_model,
+                            images,
+                            labels,
+                            train,
+                            test,
+                            finetune_epochs,
+                            batch_size,
+                            finetune_lr,
+                            seed,
+                            device,
+                            finetune_min_steps,
+                            head,
+                        )
+                        per_fold.setdefault((name, fraction), []).append(scores)
             log(f"fold {k + 1}/{folds}, label fraction {fraction:g}: done")
         if pose is not None:
             groups = subjects[train_all]
