@@ -78,7 +78,7 @@ def test_linear_head_is_the_linear_probe_of_the_frozen_features(labelled_cache) 
     from sklearn.preprocessing import StandardScaler
 
     from facskit.tcae.pairs import CachePairDataset
-    from facskit.tcae.probe import _AUClassifier, _fit_linear_head
+    from facskit.tcae.probe import _AUClassifier, _fit_linear_head, embed_cache
 
     model = _tiny_tcae()
     images = CachePairDataset(labelled_cache, 32, preload=True)
@@ -88,7 +88,9 @@ def test_linear_head_is_the_linear_probe_of_the_frozen_features(labelled_cache) 
     labels[:, 2] = 0.0  # one class only
     train = np.arange(0, len(labelled_cache), 2)
     net = _AUClassifier(model, 3)
-    _fit_linear_head(net, images, labels, train, torch.device("cpu"))
+    phi, _ = embed_cache(model, images, rows=train)  # eval-mode BatchNorm, as below
+    _fit_linear_head(net.head, phi, labels[train])
+    assert not net.trunk.training and not net.branch.training  # the forward below uses eval BatchNorm too
     with torch.no_grad():
         x = net.features(torch.stack([images[int(i)] for i in train])).numpy()
         logits = net(torch.stack([images[int(i)] for i in train])).numpy()

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--finetune-head",
-        choices=("random", "linear"),
+        choices=("random", "linear"),  # facskit.tcae.probe.FINETUNE_HEADS (not imported: it loads torch)
         default="linear",
         help="fine-tuning starts the head at the linear probe of the network's own frozen features (LP-FT, "
         "the default; scratch is then trained both ways) or at random",

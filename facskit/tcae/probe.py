@@ -45,6 +45,7 @@ from facskit.tcae.pairs import CachePairDataset
 __all__ = ["ProbeResult", "embed_cache", "format_probe_table", "run_probe"]
 
 POSE = ("yaw", "pitch", "roll")
+FINETUNE_HEADS = ("random", "linear")  # how fine-tuning starts its head (run_probe's finetune_head)
 OCCURRENCE = 2.0  # intensity >= 2: the DISFA/BP4D occurrence protocol
 
 
@@ -77,13 +78,18 @@ class ProbeResult:
 
 @torch.no_grad()
 def embed_cache(
-    model: TCAE, images: CachePairDataset, batch_size: int = 256, device: str | torch.device = "cpu"
+    model: TCAE,
+    images: CachePairDataset,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(phi (N, E), psi (N, E))`` float32 for every frame, BatchNorm in eval mode."""
+    """``(phi (N, E), psi (N, E))`` float32 for every frame (or for ``rows``), BatchNorm in eval mode."""
     model = model.to(device).eval()
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     phis, psis = [], []
-    for start in range(0, len(images), batch_size):
-        batch = torch.stack([images[i] for i in range(start, min(start + batch_size, len(images)))])
+    for start in range(0, len(rows), batch_size):
+        batch = torch.stack([images[int(i)] for i in rows[start : start + batch_size]])
         phi, psi = model.embed(batch.to(device))
         phis.append(phi.float().cpu().numpy())
         psis.append(psi.float().cpu().numpy())
@@ -103,19 +109,25 @@ def _draw_seed(seed: int, fold: int, fraction: float, draw: int) -> list[int]:
     return [seed, fold, int(fraction * 1e6)] + ([draw] if draw else [])
 
 
-def _linear_f1(x_train, y_train, x_test, y_test) -> float:
-    """Balanced logistic regression on standardised features; NaN when the train split has one class."""
+def _linear_probe(x_train: np.ndarray, y_train: np.ndarray):
+    """The linear probe of one AU, fitted: balanced logistic regression on standardised features (a
+    scikit-learn pipeline: ``[0]`` the scaler, ``[-1]`` the classifier). ``y_train`` needs both classes."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+    return classifier.fit(x_train, y_train)
+
+
+def _linear_f1(x_train, y_train, x_test, y_test) -> float:
+    """F1 of :func:`_linear_probe` on the test rows; NaN when the train split has one class."""
     from facskit.metrics import f1
 
     if len(np.unique(y_train)) < 2:
         return float("nan")
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
-    classifier.fit(x_train, y_train)
-    return f1(classifier.predict(x_test).astype(float), y_test.astype(float), threshold=0.5)
+    predicted = _linear_probe(x_train, y_train).predict(x_test)
+    return f1(predicted.astype(float), y_test.astype(float), threshold=0.5)
 
 
 RIDGE_ALPHAS = np.logspace(-2, 5, 8)  # ridge penalties tried for the pose regression (standardised features)
@@ -189,42 +201,27 @@ class _AUClassifier(torch.nn.Module):
         return self.head(self.features(x))  # (B, A) logits
 
 
-def _fit_linear_head(
-    net: _AUClassifier, images: CachePairDataset, labels: np.ndarray, train: np.ndarray, device: torch.device
-) -> None:
-    """Set ``net.head`` to the per-AU balanced logistic regressions of ``_linear_f1`` on the frozen
-    features of the ``train`` rows (eval-mode BatchNorm), mapped back from standardised to raw features.
-    An AU with one class among its known training labels gets a zero weight and a bias of +-10 that
-    predicts that class (what the linear probe cannot fit either)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    net.eval()
-    with torch.no_grad():
-        x = torch.cat(
-            [
-                net.features(torch.stack([images[int(i)] for i in train[s : s + 256]]).to(device)).cpu()
-                for s in range(0, len(train), 256)
-            ]
-        ).numpy()
+def _fit_linear_head(head: torch.nn.Linear, x: np.ndarray, labels: np.ndarray) -> None:
+    """Set ``head`` to the per-AU linear probes (:func:`_linear_probe`) of the features ``x (N, E)`` with
+    ``labels (N, A)`` (NaN = unknown), mapped back from standardised to raw features. An AU with one class
+    among its known labels gets a zero weight and a bias of +-10 that predicts that class (what the linear
+    probe cannot fit either)."""
     weight = np.zeros((labels.shape[1], x.shape[1]), dtype=np.float64)
     bias = np.zeros(labels.shape[1], dtype=np.float64)
     for a in range(labels.shape[1]):
-        known = ~np.isnan(labels[train, a])
-        y = labels[train, a][known]
+        known = ~np.isnan(labels[:, a])
+        y = labels[known, a]
         if len(np.unique(y)) < 2:
             bias[a] = 10.0 if len(y) and y[0] == 1 else -10.0
             continue
-        scaler = StandardScaler().fit(x[known])
-        classifier = LogisticRegression(class_weight="balanced", max_iter=2000).fit(
-            scaler.transform(x[known]), y
-        )
+        probe = _linear_probe(x[known], y)
+        scaler, classifier = probe[0], probe[-1]
         coef = classifier.coef_[0] / scaler.scale_
         weight[a] = coef
         bias[a] = classifier.intercept_[0] - coef @ scaler.mean_
     with torch.no_grad():
-        net.head.weight.copy_(torch.from_numpy(weight))
-        net.head.bias.copy_(torch.from_numpy(bias))
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
 
 
 def _finetune_f1(
@@ -245,16 +242,18 @@ def _finetune_f1(
 
     Runs ``epochs`` passes over ``train`` but at least ``min_steps`` steps: at 1% labels an "epoch" is a
     single batch, and 3 steps leave both the pretrained and the scratch network where they started.
-    ``head``: "random" (PyTorch's init) or "linear" (:func:`_fit_linear_head`, LP-FT).
+    ``head``: "random" (PyTorch's init) or "linear" (:func:`_fit_linear_head` on the frozen phi of the
+    ``train`` rows, eval-mode BatchNorm: LP-FT).
     """
     from facskit.metrics import f1
 
     torch.manual_seed(seed)
     net = _AUClassifier(model, labels.shape[1]).to(device)
     if head == "linear":
-        _fit_linear_head(net, images, labels, train, device)
-    elif head != "random":
-        raise ValueError(f"finetune head must be 'random' or 'linear', got {head!r}")
+        phi, _ = embed_cache(model, images, device=device, rows=train)  # the net's trunk + AU branch
+        _fit_linear_head(net.head, phi, labels[train])
+    elif head not in FINETUNE_HEADS:
+        raise ValueError(f"finetune head must be one of {', '.join(FINETUNE_HEADS)}, got {head!r}")
     known = ~np.isnan(labels)
     y = np.nan_to_num(labels).astype(np.float32)
     positives = (y[train] * known[train]).sum(0)
@@ -321,8 +320,8 @@ def run_probe(
 
     if label_draws < 1:
         raise ValueError(f"label_draws must be >= 1, got {label_draws}")
-    if finetune_head not in ("random", "linear"):
-        raise ValueError(f"finetune head must be 'random' or 'linear', got {finetune_head!r}")
+    if finetune_head not in FINETUNE_HEADS:  # before the embedding, not after it
+        raise ValueError(f"finetune head must be one of {', '.join(FINETUNE_HEADS)}, got {finetune_head!r}")
     device = torch.device(device)
     images = CachePairDataset(cache, model.spec.input_size, preload=True)
     subjects = cache.index["subject"].astype(str).to_numpy()
