@@ -21,7 +21,9 @@ AU-changed and pose-changed faces, mean field sizes in pixels, and the landmark 
 at the target's landmarks against the true backward displacement (source landmark - target landmark).
 "nonrigid" is that displacement minus its best affine fit (AU motion plus perspective), the part the AU
 branch should carry; each end-point error (EPE, px) is printed next to the zero field's ("none"), so a
-field that learnt nothing prints the same number twice.
+field that learnt nothing prints the same number twice. "shares" are where each field's magnitude lies
+(facskit.tcae.regions: mobile parts / rest of face / outside the face, from the target's landmarks) next
+to those regions' shares of the area: the grid criterion in numbers.
 
 Scripts like these lived in scratch folders in earlier sessions and were lost with their machines; this
 one is kept with the repository so every number in benchmarks/results/tcae.md can be recomputed.
@@ -44,6 +46,7 @@ from facskit.models.tcae import warp
 from facskit.tcae.pairs import CachePairDataset, LandmarkResidual
 from facskit.tcae.pretrain import load_tcae
 from facskit.tcae.probe import OCCURRENCE, _linear_f1, centre_by_subject
+from facskit.tcae.regions import REGIONS, face_regions, field_shares
 
 GAPS = (5, 20, 40)
 CACHE_CROP = 256  # prepared caches store 256 px crops; landmark columns are in crop pixels
@@ -163,6 +166,14 @@ def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float
             f" pose {epe(pose_at[:, mouth], nonrigid[:, mouth]):.3f}"
             f" (none {epe(0 * nonrigid[:, mouth], nonrigid[:, mouth]):.3f})"
         )
+        regions = face_regions(at_target, size)
+        named = {"AU": out.field_au, "gated AU": gated_au, "pose": out.field_pose}
+        parts = []
+        for name, field in named.items():
+            share, area = field_shares(field.norm(dim=1).numpy(), regions)
+            parts.append(f"{name} " + "/".join(f"{v:.2f}" for v in np.nanmean(share, axis=0)))
+        area_text = "/".join(f"{v:.2f}" for v in area.mean(axis=0))
+        print(f"          shares ({'/'.join(REGIONS)}): area {area_text} | " + " | ".join(parts))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,7 @@
 """TCAE network invariants: warping conventions, alpha, gradients, shapes of both presets."""
 
+import math
+
 import pytest
 import torch
 
@@ -371,3 +373,55 @@ def test_rigid_pose_decoder_moves_a_head_not_a_plane() -> None:
         TCAESpec(input_size=32, pose_decoder="rigid")  # softmax mix needs a pose mask
     with pytest.raises(ValueError, match="pose_decoder must be one of"):
         TCAESpec(input_size=32, pose_decoder="affine")
+
+
+def test_head_pose_decoder_moves_the_head_over_a_still_background() -> None:
+    from facskit.models.tcae import RigidPoseDecoder, mean_face_ellipse
+
+    spec = TCAESpec(
+        input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix="au_gate", pose_decoder="head"
+    )
+    torch.manual_seed(0)
+    decoder = RigidPoseDecoder(spec, head=True)
+    psi_s, psi_t = torch.randn(3, 8), torch.randn(3, 8)
+    # at the start: the identity warp, and the head where the mean face is
+    field, logit = decoder(psi_s, psi_t)
+    assert field.abs().max() < 0.05
+    assert torch.allclose(decoder.placement(psi_t), torch.tensor(mean_face_ellipse()).float(), atol=0.02)
+    # a head shift moves the face and leaves the background (the crop's corners) where it is
+    with torch.no_grad():
+        decoder.net[-1].weight.zero_()
+        decoder.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    field, logit = decoder(psi_s, psi_t)
+    shift = 0.5 * math.tanh(0.2)
+    cx, cy, _, _ = mean_face_ellipse()
+    centre = (round((cy + 1) / 2 * 31), round((cx + 1) / 2 * 31))
+    assert torch.allclose(field[:, 0][(slice(None), *centre)], torch.full((3,), -shift), atol=1e-3)
+    assert field[:, :, 0, 0].abs().max() < 1e-3 and field[:, :, -1, -1].abs().max() < 1e-3
+    assert logit[:, 0][(slice(None), *centre)].min() > 5 and logit[:, 0, 0, 0].max() < -5
+    # the background's own shift moves the corners and not the face
+    with torch.no_grad():
+        decoder.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0, 0.0]))
+    field, _ = decoder(psi_s, psi_t)
+    assert torch.allclose(field[:, 0, 0, 0], torch.full((3,), -shift), atol=1e-3)
+    assert field[:, 0][(slice(None), *centre)].abs().max() < 1e-3
+    # a yaw moves the middle of the head (its depth) most, wherever psi_t places the head
+    with torch.no_grad():
+        decoder.net[-1].bias.copy_(torch.tensor([0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    for place_x in (0.0, 1.0):  # the mean face, then the head moved to the right
+        with torch.no_grad():
+            decoder.place[-1].bias.copy_(torch.tensor([place_x, 0.0, 0.0, 0.0]))
+        field, _ = decoder(psi_s, psi_t)
+        placed_x = decoder.placement(psi_t)[0, 0].item()
+        assert (placed_x > cx + 0.2) == bool(place_x)
+        peak = field[0, 0, centre[0]].abs().argmax().item()  # column of the largest x motion
+        assert abs(peak - (placed_x + 1) / 2 * 31) <= 2
+    # gradients reach both MLPs through a TCAE's reconstruction
+    model = TCAE(spec)
+    out = model(_image(seed=1), _image(seed=2))
+    out.reconstruction.mean().backward()
+    assert model.pose_decoder.net[-1].weight.grad.abs().max() > 0
+    assert model.pose_decoder.place[-1].weight.grad.abs().max() > 0
+    assert torch.isfinite(out.field_pose).all()
+    with pytest.raises(ValueError, match="pose_decoder='head' needs"):
+        TCAESpec(input_size=32, pose_decoder="head")

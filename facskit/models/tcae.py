@@ -9,10 +9,10 @@ displacement field plus an attention logit: ``D_A(phi_s, phi_t) -> (tau_A, m_A)`
     tau = alpha_A * tau_A + alpha_P * tau_P,   (alpha_A, alpha_P) = softmax(m_A, m_P) per pixel
 
 warps ``I_s`` into ``I_t`` (``TCAESpec.field_mix = "au_gate"`` replaces eq. 3 by ``tau_P + sigmoid(m_A)
-tau_A``, see :func:`combine_fields`; ``TCAESpec.pose_decoder = "rigid"`` makes tau_P a rigid 3D head
-motion, see :class:`RigidPoseDecoder`). Because the AU field is pushed to be sparse and each changed face must
-re-encode to the right embeddings (the twin cycles), the AU embedding ends up describing facial actions and
-the pose embedding head motion; ``phi`` is then used for AU detection with few labels.
+tau_A``, see :func:`combine_fields`; ``TCAESpec.pose_decoder = "rigid"`` or ``"head"`` makes tau_P a
+rigid 3D head motion, see :class:`RigidPoseDecoder`). Because the AU field is pushed to be sparse and each
+changed face must re-encode to the right embeddings (the twin cycles), the AU embedding ends up describing
+facial actions and the pose embedding head motion; ``phi`` is then used for AU detection with few labels.
 
 Sizes follow the reference implementation (mysee1989/TCAE, read, not copied): 256x256 RGB in [0, 1], a
 shared trunk of 4x4 stride-2 convolutions (32, 64, 128, 256, 256 channels, BN, LeakyReLU 0.2) followed by two
@@ -69,7 +69,7 @@ FIELD_MIXES = ("softmax", "au_gate", "gated")
 # What is subtracted from the AU field (TCAESpec.au_field_residual).
 AU_FIELD_RESIDUALS = ("none", "uniform", "gated")
 # What the pose decoder produces (TCAESpec.pose_decoder).
-POSE_DECODERS = ("field", "rigid")
+POSE_DECODERS = ("field", "rigid", "head")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,10 @@ class TCAESpec:
     # Why: a grid-restricted pose field cannot express yaw and pitch, which move the face's centre more
     # than its sides (parallax), so that motion went to the AU field and the AU embedding learnt the
     # head's yaw (benchmarks/results/tcae.md). A rigid motion can express it, and nothing local. Needs
-    # field_mix "au_gate" (there is no pose mask) and no pose grid or AU-field residual.
+    # field_mix "au_gate" (there is no pose mask) and no pose grid or AU-field residual. "head": the same
+    # rigid motion for a head placed in the target frame from psi_t, in front of a background with its own
+    # in-plane motion (RigidPoseDecoder, head=True): on track crops the "rigid" field moved the still
+    # background too, and the AU field held it still (56% of the AU flow outside the face).
     pose_decoder: str = "field"
 
     def __post_init__(self) -> None:
@@ -153,14 +156,15 @@ class TCAESpec:
             raise ValueError(
                 f"pose_decoder must be one of {', '.join(POSE_DECODERS)}, got {self.pose_decoder!r}"
             )
-        if self.pose_decoder == "rigid" and (
+        if self.pose_decoder in ("rigid", "head") and (
             self.field_mix != "au_gate"
             or self.pose_field_grid
             or self.pose_mask_grid
             or self.au_field_residual != "none"
         ):
             raise ValueError(
-                "pose_decoder='rigid' needs field_mix='au_gate' (it has no mask) and no pose_field_grid, "
+                f"pose_decoder={self.pose_decoder!r} needs field_mix='au_gate' (its field applies in full) "
+                "and no pose_field_grid, "
                 "pose_mask_grid or au_field_residual (its field is already smooth)"
             )
 
@@ -366,49 +370,110 @@ class FieldDecoder(nn.Module):
 
 
 class RigidPoseDecoder(nn.Module):
-    """(psi_s, psi_t) -> the backward field of a rigid 3D head motion, and a zero mask logit.
+    """(psi_s, psi_t) -> the backward field of a rigid 3D head motion, and a mask logit.
 
     An MLP gives six numbers: rotations about x, y, z (radians, at most 0.6), an image-plane shift (at
     most 0.5 of the half-image) and a log scale (at most 0.3). Each target pixel p = (x, y) in normalised
-    coordinates is lifted to (x, y, z(p)) on :func:`mean_face_depth`, moved back by the inverse motion,
+    coordinates is lifted to (x, y, z(p)) on a head-shaped depth surface, moved back by the inverse motion,
     P_s = R^T (P_t - t) / s, and projected orthographically: tau(p) = P_s[:2] - p. Depth is read at the
-    target pixel, a first-order approximation that is exact for in-plane motion. The last layer starts
+    target pixel, a first-order approximation that is exact for in-plane motion. The last layers start
     near zero, so the field starts at the identity, like :class:`FieldDecoder`.
+
+    ``head=False`` (``pose_decoder="rigid"``): the depth surface is :func:`mean_face_depth`, fixed at the
+    crop's mean face, and every pixel - background included - moves with the head; the mask logit is 0.
+
+    ``head=True`` (``pose_decoder="head"``): a rigid head in front of a background that moves on its own.
+    A second MLP places the head in the *target* frame from psi_t alone: the mean face's ellipse shifted
+    (at most 0.3 of the half-image) and stretched (log-scale at most 0.3 per axis); the depth surface is
+    the half-ellipsoid over it, and the head's support is a soft ellipse, sigmoid((1 - r^2) / 0.1). Outside
+    it the field is the background's own in-plane similarity (four more numbers from the motion MLP, zero
+    at the start: a still background). The mask logit returned is the support's, for inspection (the
+    au_gate mix applies the pose field in full). Why: on track crops the background stays still while the
+    head moves, and a rigid field that moves every pixel left the AU field to hold the background still -
+    the AU flow of the "rigid" runs lay 56% outside the face, where optical flow has 33%
+    (facskit.tcae.regions, benchmarks/results/tcae.md). And in a track crop the face is up to a tenth of
+    the crop away from the mean face, so a fixed depth surface put the parallax in the wrong place.
     """
 
     MAX_ANGLE, MAX_SHIFT, MAX_LOG_SCALE = 0.6, 0.5, 0.3
+    MAX_PLACE_SHIFT, MAX_PLACE_LOG_SCALE, SUPPORT_SOFTNESS, DEPTH_RATIO = 0.3, 0.3, 0.1, 0.8
 
-    def __init__(self, spec: TCAESpec, hidden: int = 128) -> None:
+    def __init__(self, spec: TCAESpec, hidden: int = 128, head: bool = False) -> None:
         super().__init__()
-        self.size = spec.input_size
+        self.size, self.head = spec.input_size, head
+        outputs = 10 if head else 6  # head: + the background's rotation about z, shift x, y, log scale
         self.net = nn.Sequential(
-            nn.Linear(2 * spec.embedding_size, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6)
+            nn.Linear(2 * spec.embedding_size, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, outputs)
         )
         nn.init.normal_(self.net[-1].weight, std=1e-3)
         nn.init.zeros_(self.net[-1].bias)
         grid = identity_grid(spec.input_size, spec.input_size)[0]  # (S, S, 2): x, y
-        depth = mean_face_depth(spec.input_size)  # (S, S)
-        self.register_buffer("points", torch.cat((grid, depth[..., None]), dim=-1), persistent=False)
+        if head:
+            self.place = nn.Sequential(
+                nn.Linear(spec.embedding_size, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4)
+            )
+            nn.init.normal_(self.place[-1].weight, std=1e-3)
+            nn.init.zeros_(self.place[-1].bias)
+            self.register_buffer("ellipse", torch.tensor(mean_face_ellipse()), persistent=False)
+            points = torch.cat((grid, torch.zeros_like(grid[..., :1])), dim=-1)  # depth filled per head
+        else:
+            points = torch.cat((grid, mean_face_depth(spec.input_size)[..., None]), dim=-1)
+        self.register_buffer("points", points, persistent=False)
 
     def motion(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``(B, 6)``: rotations about x, y, z, shift x, y, log scale (bounded by tanh)."""
+        """``(B, 6)`` (``(B, 10)`` with ``head``): rotations about x, y, z, shift x, y, log scale [, the
+        background's rotation about z, shift x, y, log scale] (bounded by tanh)."""
         raw = torch.tanh(self.net(F.relu(torch.cat((source, target), dim=1))))
-        bounds = raw.new_tensor([self.MAX_ANGLE] * 3 + [self.MAX_SHIFT] * 2 + [self.MAX_LOG_SCALE])
-        return raw * bounds
+        bounds = [self.MAX_ANGLE] * 3 + [self.MAX_SHIFT] * 2 + [self.MAX_LOG_SCALE]
+        if self.head:
+            bounds += [self.MAX_ANGLE, self.MAX_SHIFT, self.MAX_SHIFT, self.MAX_LOG_SCALE]
+        return raw * raw.new_tensor(bounds)
+
+    def placement(self, target: torch.Tensor) -> torch.Tensor:
+        """``(B, 4)``: the head's ellipse in the target frame, centre x, y and half-axes a, b (normalised)."""
+        raw = torch.tanh(self.place(F.relu(target)))
+        cx, cy, a, b = self.ellipse.to(raw.dtype)
+        shift = raw[:, :2] * self.MAX_PLACE_SHIFT
+        stretch = torch.exp(raw[:, 2:] * self.MAX_PLACE_LOG_SCALE)
+        return torch.stack((cx + shift[:, 0], cy + shift[:, 1], a * stretch[:, 0], b * stretch[:, 1]), dim=1)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, E), (B, E)`` -> ``(field (B, 2, S, S), zero mask logit (B, 1, S, S))``."""
-        return self.field(self.motion(source, target)), source.new_zeros(len(source), 1, self.size, self.size)
+        """``(B, E), (B, E)`` -> ``(field (B, 2, S, S), mask logit (B, 1, S, S))``."""
+        motion = self.motion(source, target)
+        if not self.head:
+            return self.field(motion), source.new_zeros(len(source), 1, self.size, self.size)
+        placement = self.placement(target)  # (B, 4)
+        inside = self.inside(placement)  # (B, S*S): 1 - r^2
+        # the half-ellipsoid's height, depth ratio x half-width; + 1e-6 keeps sqrt's gradient finite at 0
+        depth = self.DEPTH_RATIO * placement[:, 2:3] * torch.sqrt(inside.clamp(min=0) + 1e-6)
+        points = self.points.flatten(0, 1).to(motion.dtype).expand(len(motion), -1, -1).clone()
+        points[..., 2] = depth
+        head = self.field(motion[:, :6], points)
+        background_motion = F.pad(motion[:, 6:], (2, 0))  # rotation about z only, no depth
+        background = self.field(background_motion)  # self.points has z = 0
+        logit = (inside / self.SUPPORT_SOFTNESS).view(len(motion), 1, self.size, self.size)
+        support = torch.sigmoid(logit)
+        return support * head + (1 - support) * background, logit
 
-    def field(self, motion: torch.Tensor) -> torch.Tensor:
-        """The backward field ``(B, 2, S, S)`` of ``motion (B, 6)`` (see the class docstring)."""
+    def inside(self, placement: torch.Tensor) -> torch.Tensor:
+        """``(B, S*S)``: 1 - r^2 of each pixel for the ellipses ``placement (B, 4)`` (> 0 inside)."""
+        xy = self.points.flatten(0, 1)[:, :2].to(placement.dtype)  # (S*S, 2)
+        centre, axes = placement[:, None, :2], placement[:, None, 2:]
+        return 1.0 - (((xy[None] - centre) / axes) ** 2).sum(dim=-1)
+
+    def field(self, motion: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
+        """The backward field ``(B, 2, S, S)`` of ``motion (B, 6)`` (see the class docstring) on
+        ``points`` ``(S*S, 3)`` or ``(B, S*S, 3)`` (default: the decoder's own)."""
         rotation = _rotation(motion[:, 0], motion[:, 1], motion[:, 2])  # (B, 3, 3)
         shift = F.pad(motion[:, 3:5], (0, 1))  # (B, 3): no shift in depth
         scale = torch.exp(motion[:, 5])[:, None, None]  # (B, 1, 1)
-        points = self.points.flatten(0, 1).to(motion.dtype)  # (S*S, 3)
+        if points is None:
+            points = self.points.flatten(0, 1).to(motion.dtype)
+        if points.dim() == 2:
+            points = points[None]
         # row vectors: P_s = (P_t - t) R / s is R^T (P_t - t) / s for column vectors
-        moved = ((points[None] - shift[:, None]) @ rotation) / scale  # (B, S*S, 3)
-        field = moved[..., :2] - points[None, :, :2]  # (B, S*S, 2)
+        moved = ((points - shift[:, None]) @ rotation) / scale  # (B, S*S, 3)
+        field = moved[..., :2] - points[..., :2]  # (B, S*S, 2)
         return field.transpose(1, 2).reshape(len(motion), 2, self.size, self.size)
 
 
@@ -422,21 +487,26 @@ def _rotation(about_x: torch.Tensor, about_y: torch.Tensor, about_z: torch.Tenso
     return r_z @ r_y @ r_x
 
 
-def mean_face_depth(size: int) -> torch.Tensor:
-    """``(S, S)`` depth towards the camera, normalised like the fields: the half-ellipsoid of a head over
-    the mean face of the BMVC'18 crop (:data:`facskit.align.MEAN_FACE_256`: jaw line 47-209 px across,
-    brows at 55 and chin at 228 of 256), with the forehead a third of the brow-to-chin height above the
-    brows, depth 0.8 of the half-width; 0 outside the face. A head is closer to an ellipsoid than to the
-    plane that affine and grid fields assume; that is the difference between yaw and a horizontal shift.
-    """
+def mean_face_ellipse() -> tuple[float, float, float, float]:
+    """``(cx, cy, a, b)``, normalised: the ellipse of a head over the mean face of the BMVC'18 crop
+    (:data:`facskit.align.MEAN_FACE_256`: jaw line 47-209 px across, brows at 55 and chin at 228 of 256),
+    with the forehead a third of the brow-to-chin height above the brows."""
     from facskit.align import MEAN_FACE_256
 
     face = np.asarray(MEAN_FACE_256, dtype=np.float64) / 255.0 * 2.0 - 1.0  # crop pixels -> [-1, 1]
     left, right = face[0:17, 0].min(), face[0:17, 0].max()
     brows, chin = face[17:27, 1].min(), face[8, 1]
     top = brows - (chin - brows) / 3.0
-    cx, cy = (left + right) / 2.0, (top + chin) / 2.0
-    a, b = (right - left) / 2.0, (chin - top) / 2.0
+    return (left + right) / 2.0, (top + chin) / 2.0, (right - left) / 2.0, (chin - top) / 2.0
+
+
+def mean_face_depth(size: int) -> torch.Tensor:
+    """``(S, S)`` depth towards the camera, normalised like the fields: the half-ellipsoid over
+    :func:`mean_face_ellipse`, depth 0.8 of the half-width; 0 outside the face. A head is closer to an
+    ellipsoid than to the plane that affine and grid fields assume; that is the difference between yaw and
+    a horizontal shift.
+    """
+    cx, cy, a, b = mean_face_ellipse()
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     inside = (1.0 - ((xs - cx) / a) ** 2 - ((ys - cy) / b) ** 2).clamp(min=0.0)
     return (0.8 * a * torch.sqrt(inside)).float()
@@ -538,8 +608,8 @@ class TCAE(nn.Module):
             inputs=3 if self.spec.au_decoder_sees_pose else 2,
         )
         self.pose_decoder: nn.Module
-        if self.spec.pose_decoder == "rigid":
-            self.pose_decoder = RigidPoseDecoder(self.spec)
+        if self.spec.pose_decoder in ("rigid", "head"):
+            self.pose_decoder = RigidPoseDecoder(self.spec, head=self.spec.pose_decoder == "head")
         else:
             self.pose_decoder = FieldDecoder(
                 self.spec, field_grid=self.spec.pose_field_grid, mask_grid=self.spec.pose_mask_grid

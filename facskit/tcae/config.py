@@ -51,9 +51,10 @@ class TCAEModelConfig:
     pose_mask_grid: int | None = None
     # D_A also sees the source's pose embedding psi_s (see TCAESpec.au_decoder_sees_pose; False: the paper).
     au_decoder_sees_pose: bool | None = None
-    # "field" (the paper) or "rigid": the pose field is a rigid 3D motion of a mean face depth surface
-    # (see TCAESpec.pose_decoder; needs field_mix=au_gate).
-    pose_decoder: Literal["field", "rigid"] | None = None
+    # "field" (the paper), "rigid": the pose field is a rigid 3D motion of a mean face depth surface, or
+    # "head": the same for a head placed from psi_t over a background with its own motion (see
+    # TCAESpec.pose_decoder; both need field_mix=au_gate).
+    pose_decoder: Literal["field", "rigid", "head"] | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
