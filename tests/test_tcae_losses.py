@@ -51,9 +51,11 @@ def test_all_terms_zero_for_identical_images_zero_fields() -> None:
     assert set(terms) == set(LOSS_TERMS)
     for name, value in terms.items():
         assert value.shape == (3,)
-        assert torch.all(value == 0), name
+        # the gate term is the mean AU gate: zero only where the gate is shut, and weighted 0 by default
+        assert torch.all(value == (0.5 if name == "gate_au" else 0)), name
     total, logged = reduce_terms(terms, LossWeights())
     assert total.item() == 0 and logged["total"].item() == 0
+    assert torch.allclose(weighted_total(terms, LossWeights(gate=0.2)), torch.full((3,), 0.1))
 
 
 def test_terms_positive_when_violated() -> None:
@@ -125,5 +127,8 @@ def test_twin_scale_can_hold_the_sparsity_too() -> None:
     assert weights.with_twin_scale(0.0).sparsity == 0.01  # the paper: the L1 from step 0
     held = weights.with_twin_scale(0.0, sparsity_too=True)
     assert held == LossWeights(sparsity=0.0, cycle=0.0, embedding=0.0)
+    gated = LossWeights(sparsity=0.01, cycle=0.1, embedding=0.1, gate=0.04)
+    assert gated.with_twin_scale(0.0).gate == 0.04  # held with the L1, or not, alike
+    assert gated.with_twin_scale(0.5, sparsity_too=True).gate == 0.02
     assert weights.with_twin_scale(0.5, sparsity_too=True).sparsity == 0.005
     assert weights.with_twin_scale(1.0, sparsity_too=True) == weights

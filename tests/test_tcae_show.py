@@ -14,7 +14,7 @@ from facskit.faces import FaceTracker
 from facskit.io import iter_frames
 from facskit.models.tcae import TCAE, TCAESpec
 from facskit.synth import write_dataset
-from facskit.tcae.show import pairs_from_video, write_grids
+from facskit.tcae.show import pair_grid, pairs_from_video, write_grids
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,14 @@ def test_write_grids_draws_one_row_of_nine_panels_per_pair(video: Path, tmp_path
     row, grid = cv2.imread(str(paths[0])), cv2.imread(str(paths[2]))
     assert row.shape[1] == grid.shape[1] == 9 * 40  # source .. pose mask
     assert grid.shape[0] == 2 * row.shape[0]
+
+
+def test_head_pose_decoder_grid_shows_the_head_support() -> None:
+    torch.manual_seed(0)
+    spec = TCAESpec(
+        input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix="au_gate", pose_decoder="head"
+    )
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    row = pair_grid(TCAE(spec), images[0], images[1], cell=40)
+    support = row[18:, 8 * 40 : 9 * 40]  # the last panel, below its caption bar
+    assert support[20, 20].min() > 200 and support[1, 1].max() < 60  # the head bright, the corner dark

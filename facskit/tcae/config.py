@@ -136,6 +136,9 @@ class TCAELossConfig:
     sparsity: float = 0.01
     cycle: float = 0.1
     embedding: float = 0.1
+    # Weight of the mean AU gate alpha_A (not in the paper; 0 = eq. 7): makes an open AU gate cost something,
+    # so the AU field is applied only where it helps (facskit.tcae.losses.LossWeights.gate).
+    gate: float = 0.0
     # Warm-up of the twin cycles: lambda_2 and lambda_3 are 0 for the first twin_start_step optimiser steps
     # and then ramp linearly to their values over twin_ramp_steps (0 and 0: the full loss from step 0, as
     # the paper). Without it the lite model collapses to zero fields and pair-invariant embeddings
@@ -163,7 +166,7 @@ class TCAELossConfig:
     au_ramp_steps: int = 0
 
     def weights(self) -> LossWeights:
-        return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding)
+        return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding, gate=self.gate)
 
 
 @dataclass

@@ -5,6 +5,7 @@
 * ``L_rec = |tau(I_s) - I_t|_1`` (eq. 4): the combined field must turn the source into the target.
 * ``L_1^A = |tau_A|_1``: the AU field is sparse, because facial actions move small regions while head
   motion moves everything - this is what pushes head motion into the pose branch.
+* ``gate_au`` (not in the paper, weight 0 by default): the mean AU gate alpha_A, see ``LossWeights.gate``.
 * ``L_cyc = |tau_-A(tau_A(I_s)) - I_s|_1 + |tau_-P(tau_P(I_s)) - I_s|_1`` (eq. 5), the twin cycles.
 * ``L_emb = |psi_s^A - psi_s|^2 + |phi_s^A - phi_t|^2 + |phi_s^P - phi_s|^2 + |psi_s^P - psi_t|^2`` (eq. 6):
   the AU-changed face has the target's AUs and the source's pose; the pose-changed face the reverse.
@@ -26,7 +27,7 @@ from facskit.models.tcae import TCAEOutput
 __all__ = ["LOSS_TERMS", "LossWeights", "reduce_terms", "tcae_loss_terms", "twin_ramp", "weighted_total"]
 
 # Names of the per-sample terms, in logging order.
-LOSS_TERMS = ("rec", "sparsity_au", "cycle_au", "cycle_pose", "emb_au", "emb_pose")
+LOSS_TERMS = ("rec", "sparsity_au", "gate_au", "cycle_au", "cycle_pose", "emb_au", "emb_pose")
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,25 @@ class LossWeights:
     sparsity: float = 0.01  # lambda_1
     cycle: float = 0.1  # lambda_2
     embedding: float = 0.1  # lambda_3
+    # Not in the paper (0 = eq. 7): weight of the mean AU gate alpha_A, an L1 on where the AU field is
+    # applied. Why: L_1^A is on tau_A itself, so with a sigmoid gate (field_mix "au_gate") an open gate
+    # costs nothing, and the trained gates were open over most of the crop (benchmarks/results/tcae.md).
+    gate: float = 0.0
 
     def with_twin_scale(self, scale: float, sparsity_too: bool = False) -> LossWeights:
         """These weights with lambda_2 and lambda_3 (the twin-cycle terms) multiplied by ``scale``.
 
-        ``sparsity_too`` scales lambda_1 (the AU field's L1) as well. Why: at the start both decoders give
-        near-zero fields and the reconstruction's gradient on them is small and changes sign from batch to
-        batch, while the L1's gradient always points to zero; Adam normalises both, so the AU decoder is
-        held at zero from the first steps and only the pose decoder learns to warp.
+        ``sparsity_too`` scales lambda_1 (the AU field's L1) and the gate weight as well. Why: at the start
+        both decoders give near-zero fields and the reconstruction's gradient on them is small and changes
+        sign from batch to batch, while the L1's gradient always points to zero; Adam normalises both, so
+        the AU decoder is held at zero from the first steps and only the pose decoder learns to warp.
         """
-        sparsity = self.sparsity * scale if sparsity_too else self.sparsity
-        return LossWeights(sparsity=sparsity, cycle=self.cycle * scale, embedding=self.embedding * scale)
+        sparsity, gate = (
+            (self.sparsity * scale, self.gate * scale) if sparsity_too else (self.sparsity, self.gate)
+        )
+        return LossWeights(
+            sparsity=sparsity, cycle=self.cycle * scale, embedding=self.embedding * scale, gate=gate
+        )
 
 
 def twin_ramp(step: int, start_step: int, ramp_steps: int) -> float:
@@ -91,6 +100,7 @@ def tcae_loss_terms(out: TCAEOutput, source: torch.Tensor, target: torch.Tensor)
     return {
         "rec": _mean_abs(out.reconstruction.float() - target.float()),  # L_rec / (W H 3)
         "sparsity_au": _mean_abs(out.field_au.float()),  # L_1^A / (W H 2)
+        "gate_au": out.alpha_au.float().flatten(1).mean(dim=1),  # mean alpha_A (LossWeights.gate)
         "cycle_au": _mean_abs(out.au_cycled.float() - source),  # AU half of L_cyc / (W H 3)
         "cycle_pose": _mean_abs(out.pose_cycled.float() - source),  # pose half of L_cyc / (W H 3)
         # AU-changed face: source pose, target AUs; the /256 of eq. 7 is the mean over E dimensions
@@ -107,6 +117,7 @@ def weighted_total(terms: dict[str, torch.Tensor], weights: LossWeights) -> torc
     return (
         terms["rec"]
         + weights.sparsity * terms["sparsity_au"]
+        + weights.gate * terms["gate_au"]
         + weights.cycle * (terms["cycle_au"] + terms["cycle_pose"])
         + weights.embedding * (terms["emb_au"] + terms["emb_pose"])
     )

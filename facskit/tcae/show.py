@@ -2,7 +2,8 @@
 
 One row per pair, nine panels: source, target, AU-changed face tau_A(I_s), pose-changed face tau_P(I_s),
 reconstruction tau(I_s), the AU and the pose displacement fields in flow colours, and the two attention
-masks alpha_A, alpha_P (white = 1). A good model shows the head motion in the pose field (smooth, the whole
+masks alpha_A, alpha_P (white = 1; for ``pose_decoder="head"``, whose field applies in full, the head's
+support instead). A good model shows the head motion in the pose field (smooth, the whole
 face), the expression change in the AU field (local: mouth, brows, eyes) and an AU mask that is bright
 only where the AUs moved.
 
@@ -81,6 +82,10 @@ def pair_grid(
     au_field, pose_field = out.field_au[0].float().cpu().numpy(), out.field_pose[0].float().cpu().numpy()
     largest = max(float(np.hypot(*au_field).max()), float(np.hypot(*pose_field).max()), 1e-8)
     pixels = largest * (size - 1) / 2.0  # normalised displacement -> input pixels (align_corners=True)
+    # the "head" pose decoder's field is applied in full (alpha_P = 1); where it moves the head is its
+    # support, carried in its mask logit, which is what the pose panel shows for it
+    head = model.spec.pose_decoder == "head"
+    pose_mask = torch.sigmoid(out.mask_pose) if head else out.alpha_pose
     panels = [
         _image(s[0]),
         _image(t[0]),
@@ -90,7 +95,7 @@ def pair_grid(
         flow_to_rgb(au_field, largest),
         flow_to_rgb(pose_field, largest),
         mask_to_rgb(out.alpha_au[0, 0].float().cpu().numpy()),
-        mask_to_rgb(out.alpha_pose[0, 0].float().cpu().numpy()),
+        mask_to_rgb(pose_mask[0, 0].float().cpu().numpy()),
     ]
     cells = []
     for name, panel in zip(PANELS, panels, strict=True):
@@ -98,6 +103,7 @@ def pair_grid(
             panel, (cell, cell), interpolation=cv2.INTER_NEAREST if size < cell else cv2.INTER_AREA
         )
         caption = f"{name} (max {pixels:.1f}px)" if name == "AU flow" else name
+        caption = "head support" if name == "pose mask" and head else caption
         cells.append(_label(np.ascontiguousarray(panel), caption))
     row = np.concatenate(cells, axis=1)
     if title:
