@@ -47,4 +47,19 @@ def run(args: argparse.Namespace) -> int:
     paths = write_grids(model, pairs, args.out, stem=source.stem, cell=args.cell)
     for path in paths:
         print(path)
+    if paths[-1].suffix == ".csv":
+        _print_mean_shares(paths[-1])
     return 0
+
+
+def _print_mean_shares(path) -> None:
+    """One line from the shares CSV's mean row: where the AU and the pose flow lie on the faces."""
+    import csv
+
+    with open(path, newline="") as handle:
+        mean = list(csv.DictReader(handle))[-1]
+    parts = [
+        f"{name} {float(mean[f'{name}: mobile']):.0%} / {float(mean[f'{name}: outside']):.0%}"
+        for name in ("area", "AU", "gated AU", "pose")
+    ]
+    print("in the mobile parts / outside the face (mean over the pairs): " + ", ".join(parts))

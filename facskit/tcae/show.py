@@ -3,9 +3,11 @@
 One row per pair, nine panels: source, target, AU-changed face tau_A(I_s), pose-changed face tau_P(I_s),
 reconstruction tau(I_s), the AU and the pose displacement fields in flow colours, and the two attention
 masks alpha_A, alpha_P (white = 1; for ``pose_decoder="head"``, whose field applies in full, the head's
-support instead). A good model shows the head motion in the pose field (smooth, the whole
-face), the expression change in the AU field (local: mouth, brows, eyes) and an AU mask that is bright
-only where the AUs moved.
+support instead). A good model shows the head motion in the pose field (smooth, the whole face), the
+expression change in the AU field (local: mouth, brows, eyes) and an AU mask that is bright only where the
+AUs moved. Where the target's landmarks are known (every pair from a cache or a video), each row's title
+and ``{stem}-shares.csv`` say it in numbers: each field's share of the mobile parts, the rest of the face
+and the outside, next to those regions' share of the area (:mod:`facskit.tcae.regions`).
 
 Flow colours (the Middlebury convention, simplified): hue = direction of the displacement, value =
 magnitude / the largest magnitude in the grid (both fields share one scale so they compare); a zero
@@ -14,17 +16,43 @@ field is black. The scale in pixels of the model's input is written on each flow
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
 
+from facskit.analyze.results import atomic_write
 from facskit.models.tcae import TCAE
 from facskit.tcae.pairs import image_to_tensor
+from facskit.tcae.regions import REGIONS, face_regions, field_shares
 
-__all__ = ["flow_to_rgb", "mask_to_rgb", "pair_grid", "pairs_from_cache", "pairs_from_video", "write_grids"]
+__all__ = [
+    "GridPair",
+    "flow_to_rgb",
+    "mask_to_rgb",
+    "pair_grid",
+    "pairs_from_cache",
+    "pairs_from_video",
+    "write_grids",
+]
+
+# the fields whose shares of each region (facskit.tcae.regions) a grid reports, as named in its CSV
+SHARED_FIELDS = ("AU", "gated AU", "pose")
+
+
+class GridPair(NamedTuple):
+    """One row of a grid: aligned crops ``(H, W, 3) uint8`` RGB, a caption, and the target's 68 landmarks
+    ``(68, 2)`` in crop pixels when known (then the row reports where each field lies on the face)."""
+
+    source: np.ndarray
+    target: np.ndarray
+    title: str
+    landmarks: np.ndarray | None = None
+
 
 PANELS = (
     "source",
@@ -70,9 +98,21 @@ def _label(cell: np.ndarray, text: str) -> np.ndarray:
 
 @torch.no_grad()
 def pair_grid(
-    model: TCAE, source: np.ndarray, target: np.ndarray, cell: int = 128, title: str = ""
-) -> np.ndarray:
-    """One labelled row of the nine panels for a pair of aligned crops ``(H, W, 3) uint8`` RGB."""
+    model: TCAE,
+    source: np.ndarray,
+    target: np.ndarray,
+    cell: int = 128,
+    title: str = "",
+    landmarks: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One labelled row of the nine panels for a pair of aligned crops ``(H, W, 3) uint8`` RGB, and where
+    its fields lie on the face.
+
+    With the target's ``landmarks (68, 2)`` (crop pixels) the shares of the AU field, the gated AU field
+    alpha_A tau_A and the pose field in the mobile parts / rest of the face / outside it
+    (:mod:`facskit.tcae.regions`) are returned (``{"area": (3,), "AU": (3,), ...}``) and written in the
+    row's title; without them the dict is empty.
+    """
     model.eval()
     device = next(model.parameters()).device
     size = model.spec.input_size
@@ -105,15 +145,26 @@ def pair_grid(
         caption = f"{name} (max {pixels:.1f}px)" if name == "AU flow" else name
         caption = "head support" if name == "pose mask" and head else caption
         cells.append(_label(np.ascontiguousarray(panel), caption))
+    shares: dict[str, np.ndarray] = {}
+    if landmarks is not None:
+        points = np.asarray(landmarks, dtype=np.float64)[None] * (size / target.shape[1])
+        regions = face_regions(points, size)
+        named = {"AU": out.field_au, "gated AU": out.alpha_au * out.field_au, "pose": out.field_pose}
+        for name in SHARED_FIELDS:
+            share, area = field_shares(named[name].float().norm(dim=1).cpu().numpy(), regions)
+            shares[name], shares["area"] = share[0], area[0]
+        title = (
+            f"{title} | mobile parts {shares['area'][0]:.0%} of the area, AU flow {shares['AU'][0]:.0%}, "
+            f"pose flow {shares['pose'][0]:.0%}; outside the face {shares['area'][2]:.0%}, "
+            f"{shares['AU'][2]:.0%}, {shares['pose'][2]:.0%}"
+        )
     row = np.concatenate(cells, axis=1)
     if title:
         row = _label(row, title)
-    return row
+    return row, shares
 
 
-def pairs_from_cache(
-    cache, count: int, gap: int, seed: int = 0
-) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+def pairs_from_cache(cache, count: int, gap: int, seed: int = 0) -> Iterator[GridPair]:
     """``count`` pairs ``gap`` frames apart (or the closest available), spread over the cache's tracks."""
     from facskit.tcae.pairs import sample_pairs, tracks_from_index
 
@@ -121,12 +172,13 @@ def pairs_from_cache(
     pairs = sample_pairs(tracks, count, max(1, gap // 2), gap, np.random.default_rng(seed))
     for i, j in pairs:
         a, b = cache[int(i)], cache[int(j)]
-        yield a["image"], b["image"], f"{a['subject']}/{a['sequence']} frame {a['frame']} -> {b['frame']}"
+        title = f"{a['subject']}/{a['sequence']} frame {a['frame']} -> {b['frame']}"
+        yield GridPair(a["image"], b["image"], title, b["landmarks"])
 
 
 def pairs_from_video(
     path: str | Path, count: int, gap: int, crop_size: int = 256, crop: str = "aligned"
-) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+) -> Iterator[GridPair]:
     """``count`` pairs ``gap`` frames apart, sources spread evenly over the video, the first tracked face.
 
     ``crop="aligned"`` aligns each frame on its own landmarks (as ``facskit analyze``); ``"track"`` crops
@@ -159,26 +211,33 @@ def pairs_from_video(
         if s in faces and s + gap in faces:
             (image_s, points_s), (image_t, points_t) = faces[s], faces[s + gap]
             matrix = alignment_matrix(points_s, spec) if crop == "track" else None
-            yield (
+            aligned_t = align_face(image_t, points_t, spec, matrix)
+            yield GridPair(
                 align_face(image_s, points_s, spec).crop,
-                align_face(image_t, points_t, spec, matrix).crop,
+                aligned_t.crop,
                 f"{Path(path).name} frame {s} -> {s + gap}",
+                aligned_t.landmarks,
             )
 
 
 def write_grids(
     model: TCAE,
-    pairs: Sequence[tuple[np.ndarray, np.ndarray, str]],
+    pairs: Sequence[GridPair | tuple[np.ndarray, np.ndarray, str]],
     out: str | Path,
     stem: str,
     cell: int = 128,
 ) -> list[Path]:
-    """One PNG per pair (``{stem}-NN.png``) and one with all rows (``{stem}.png``)."""
+    """One PNG per pair (``{stem}-NN.png``), one with all rows (``{stem}.png``) and, for pairs with
+    landmarks, ``{stem}-shares.csv``: per pair and field, its shares of the mobile parts / rest of the face
+    / outside, next to the regions' shares of the area (the last row: their means over the pairs)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, paths = [], []
-    for n, (source, target, title) in enumerate(pairs):
-        row = pair_grid(model, source, target, cell=cell, title=title)
+    rows, paths, table = [], [], []
+    for n, pair in enumerate(pairs):
+        pair = GridPair(*pair)
+        row, shares = pair_grid(model, pair.source, pair.target, cell, pair.title, pair.landmarks)
+        if shares:
+            table.append((pair.title, shares))
         rows.append(row)
         path = out / f"{stem}-{n:02d}.png"
         cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
@@ -187,4 +246,23 @@ def write_grids(
         path = out / f"{stem}.png"
         cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
         paths.append(path)
+    if table:
+        paths.append(_write_shares(table, out / f"{stem}-shares.csv"))
     return paths
+
+
+def _write_shares(table: list[tuple[str, dict[str, np.ndarray]]], path: Path) -> Path:
+    """The shares of :func:`write_grids` as CSV, one row per pair and a last row of means (``mean``)."""
+    names = ("area", *SHARED_FIELDS)
+    header = ["pair"] + [f"{name}: {region}" for name in names for region in REGIONS]
+    mean = {name: np.nanmean([shares[name] for _, shares in table], axis=0) for name in names}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for title, shares in [*table, ("mean", mean)]:
+                writer.writerow([title] + [f"{v:.4f}" for name in names for v in shares[name]])
+
+    atomic_write(path, write)
+    return path
