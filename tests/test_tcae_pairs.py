@@ -166,6 +166,30 @@ def test_sparsity_with_twins_is_held_in_the_loop(tmp_path, held: bool) -> None:
         assert s["total"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_gate_weight_starts_at_gate_start_step(tmp_path) -> None:
+    import json
+
+    from facskit.tcae.config import load_tcae_config
+    from facskit.tcae.pretrain import pretrain_tcae
+
+    overrides = [
+        *TINY_RUN,
+        "data.pairs_per_epoch=16",
+        "train.epochs=1",
+        "run.log_every_steps=1",
+        "loss.sparsity=0",
+        "loss.twin_start_step=100",  # the loss is L_rec (+ the gate term once it starts)
+        "loss.gate=10.0",
+        "loss.gate_start_step=1",
+    ]
+    pretrain_tcae(load_tcae_config("tcae-lite", overrides), _TinyCache(), tmp_path, quiet=True)
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "total" in s]
+    assert len(steps) == 2 and all(s["gate_au"] > 0 for s in steps)
+    assert steps[0]["total"] == pytest.approx(steps[0]["rec"], rel=1e-5)  # step 0: before the gate starts
+    assert steps[1]["total"] == pytest.approx(steps[1]["rec"] + 10.0 * steps[1]["gate_au"], rel=1e-5)
+
+
 def test_pose_start_step_config_key() -> None:
     from facskit.config import ConfigError
     from facskit.tcae.config import load_tcae_config

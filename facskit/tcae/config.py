@@ -164,6 +164,12 @@ class TCAELossConfig:
     # pulls phi_s towards phi_t.
     au_start_step: int = 0
     au_ramp_steps: int = 0
+    # The gate weight (loss.gate) is 0 for the first gate_start_step optimiser steps, then ramps linearly to
+    # its value over gate_ramp_steps (0 and 0: from step 0). Why: a gate penalty from the start shut most
+    # of the AU field before the AU embedding had formed, and the AU code was lost
+    # (benchmarks/results/tcae.md); started late, it only has to confine a field that already exists.
+    gate_start_step: int = 0
+    gate_ramp_steps: int = 0
 
     def weights(self) -> LossWeights:
         return LossWeights(sparsity=self.sparsity, cycle=self.cycle, embedding=self.embedding, gate=self.gate)
@@ -218,7 +224,8 @@ def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
         config.curriculum.curriculum()
     except (KeyError, ValueError) as error:
         raise ConfigError(str(error).strip("'\"")) from None
-    for key in ("pose_start_step", "pose_ramp_steps", "au_start_step", "au_ramp_steps"):
+    steps = ("pose_start_step", "pose_ramp_steps", "au_start_step", "au_ramp_steps", "gate_start_step")
+    for key in (*steps, "gate_ramp_steps"):
         if getattr(config.loss, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {getattr(config.loss, key)}")
     if not config.data.max_drift > 0:

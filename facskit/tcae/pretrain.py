@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -375,8 +375,10 @@ def pretrain_tcae(
                     out_batch = net(source_batch, target_batch, pose_scale=pose_scale, au_scale=au_scale)
                 terms = tcae_loss_terms(out_batch, source_batch, target_batch)  # fp32 losses
                 twin = twin_ramp(step, config.loss.twin_start_step, config.loss.twin_ramp_steps)
+                gate = twin_ramp(step, config.loss.gate_start_step, config.loss.gate_ramp_steps)
+                step_weights = weights.with_twin_scale(twin, config.loss.sparsity_with_twins)
                 loss, logged = reduce_terms(
-                    terms, weights.with_twin_scale(twin, config.loss.sparsity_with_twins), window
+                    terms, replace(step_weights, gate=step_weights.gate * gate), window
                 )
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
