@@ -1,7 +1,8 @@
 """Inspection grids: what a trained TCAE does to a pair of frames.
 
 One row per pair, nine panels: source, target, AU-changed face tau_A(I_s), pose-changed face tau_P(I_s),
-reconstruction tau(I_s), the AU and the pose displacement fields in flow colours, and the two attention
+reconstruction tau(I_s), the AU (gated by alpha_A where the mix has a sigmoid AU gate, since that is the
+AU motion in tau) and the pose displacement fields in flow colours, and the two attention
 masks alpha_A, alpha_P (white = 1; for ``pose_decoder="head"``, whose field applies in full, the head's
 support instead). A good model shows the head motion in the pose field (smooth, the whole face), the
 expression change in the AU field (local: mouth, brows, eyes) and an AU mask that is bright only where the
@@ -119,7 +120,12 @@ def pair_grid(
     s = image_to_tensor(source, size)[None].to(device)  # (1, 3, S, S)
     t = image_to_tensor(target, size)[None].to(device)
     out = model(s, t)
-    au_field, pose_field = out.field_au[0].float().cpu().numpy(), out.field_pose[0].float().cpu().numpy()
+    # with a sigmoid AU gate (field_mix "au_gate" / "gated") the AU motion that moves the face in tau is
+    # alpha_A tau_A; tau_A where the gate is shut does nothing, so the panel shows the gated field
+    gated = model.spec.field_mix in ("au_gate", "gated")
+    au_name = "gated AU" if gated else "AU"
+    au_shown = out.alpha_au * out.field_au if gated else out.field_au
+    au_field, pose_field = au_shown[0].float().cpu().numpy(), out.field_pose[0].float().cpu().numpy()
     largest = max(float(np.hypot(*au_field).max()), float(np.hypot(*pose_field).max()), 1e-8)
     pixels = largest * (size - 1) / 2.0  # normalised displacement -> input pixels (align_corners=True)
     # the "head" pose decoder's field is applied in full (alpha_P = 1); where it moves the head is its
@@ -142,7 +148,7 @@ def pair_grid(
         panel = cv2.resize(
             panel, (cell, cell), interpolation=cv2.INTER_NEAREST if size < cell else cv2.INTER_AREA
         )
-        caption = f"{name} (max {pixels:.1f}px)" if name == "AU flow" else name
+        caption = f"{au_name} flow (max {pixels:.1f}px)" if name == "AU flow" else name
         caption = "head support" if name == "pose mask" and head else caption
         cells.append(_label(np.ascontiguousarray(panel), caption))
     shares: dict[str, np.ndarray] = {}
@@ -154,9 +160,9 @@ def pair_grid(
             share, area = field_shares(named[name].float().norm(dim=1).cpu().numpy(), regions)
             shares[name], shares["area"] = share[0], area[0]
         title = (
-            f"{title} | mobile parts {shares['area'][0]:.0%} of the area, AU flow {shares['AU'][0]:.0%}, "
-            f"pose flow {shares['pose'][0]:.0%}; outside the face {shares['area'][2]:.0%}, "
-            f"{shares['AU'][2]:.0%}, {shares['pose'][2]:.0%}"
+            f"{title} | mobile parts {shares['area'][0]:.0%} of the area, {au_name} flow "
+            f"{shares[au_name][0]:.0%}, pose flow {shares['pose'][0]:.0%}; outside the face "
+            f"{shares['area'][2]:.0%}, {shares[au_name][2]:.0%}, {shares['pose'][2]:.0%}"
         )
     row = np.concatenate(cells, axis=1)
     if title:
