@@ -143,14 +143,15 @@ def pair_grid(
         mask_to_rgb(out.alpha_au[0, 0].float().cpu().numpy()),
         mask_to_rgb(pose_mask[0, 0].float().cpu().numpy()),
     ]
+    captions = {"AU flow": f"gated AU flow {pixels:.1f}px" if gated else f"AU flow (max {pixels:.1f}px)"}
+    if head:
+        captions["pose mask"] = "head support"
     cells = []
     for name, panel in zip(PANELS, panels, strict=True):
         panel = cv2.resize(
             panel, (cell, cell), interpolation=cv2.INTER_NEAREST if size < cell else cv2.INTER_AREA
         )
-        caption = f"{au_name} flow (max {pixels:.1f}px)" if name == "AU flow" else name
-        caption = "head support" if name == "pose mask" and head else caption
-        cells.append(_label(np.ascontiguousarray(panel), caption))
+        cells.append(_label(np.ascontiguousarray(panel), captions.get(name, name)))
     shares: dict[str, np.ndarray] = {}
     if landmarks is not None:
         points = np.asarray(landmarks, dtype=np.float64)[None] * (size / target.shape[1])
