@@ -11,8 +11,9 @@ and ``{stem}-shares.csv`` say it in numbers: each field's share of the mobile pa
 and the outside, next to those regions' share of the area (:mod:`facskit.tcae.regions`).
 
 Flow colours (the Middlebury convention, simplified): hue = direction of the displacement, value =
-magnitude / the largest magnitude in the grid (both fields share one scale so they compare); a zero
-field is black. The scale in pixels of the model's input is written on each flow panel.
+magnitude / the panel's largest magnitude; a zero field is black. Each flow panel has its own scale,
+written on it in pixels of the model's input: a confined AU field is a small fraction of the head's
+motion, and on one shared scale it would be black wherever it is.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ def pair_grid(
     au_name = "gated AU" if gated else "AU"
     au_shown = out.alpha_au * out.field_au if gated else out.field_au
     au_field, pose_field = au_shown[0].float().cpu().numpy(), out.field_pose[0].float().cpu().numpy()
-    largest = max(float(np.hypot(*au_field).max()), float(np.hypot(*pose_field).max()), 1e-8)
-    pixels = largest * (size - 1) / 2.0  # normalised displacement -> input pixels (align_corners=True)
+    to_pixels = (size - 1) / 2.0  # normalised displacement -> input pixels (align_corners=True)
+    au_largest = max(float(np.hypot(*au_field).max()), 1e-8)
+    pose_largest = max(float(np.hypot(*pose_field).max()), 1e-8)
     # the "head" pose decoder's field is applied in full (alpha_P = 1); where it moves the head is its
     # support, carried in its mask logit, which is what the pose panel shows for it
     head = model.spec.pose_decoder == "head"
@@ -138,12 +140,16 @@ def pair_grid(
         _image(out.au_changed[0].float()),
         _image(out.pose_changed[0].float()),
         _image(out.reconstruction[0].float()),
-        flow_to_rgb(au_field, largest),
-        flow_to_rgb(pose_field, largest),
+        flow_to_rgb(au_field, au_largest),
+        flow_to_rgb(pose_field, pose_largest),
         mask_to_rgb(out.alpha_au[0, 0].float().cpu().numpy()),
         mask_to_rgb(pose_mask[0, 0].float().cpu().numpy()),
     ]
-    captions = {"AU flow": f"gated AU flow {pixels:.1f}px" if gated else f"AU flow (max {pixels:.1f}px)"}
+    au_pixels, pose_pixels = au_largest * to_pixels, pose_largest * to_pixels
+    captions = {
+        "AU flow": f"gated AU flow {au_pixels:.1f}px" if gated else f"AU flow (max {au_pixels:.1f}px)",
+        "pose flow": f"pose flow {pose_pixels:.1f}px",
+    }
     if head:
         captions["pose mask"] = "head support"
     cells = []
