@@ -117,7 +117,7 @@ class TCAESpec:
     # field_mix "au_gate" (there is no pose mask) and no pose grid or AU-field residual. "head": the same
     # rigid motion for a head placed in the target frame from psi_t, in front of a background with its own
     # in-plane motion (RigidPoseDecoder, head=True): on track crops the "rigid" field moved the still
-    # background too, and the AU field held it still (56% of the AU flow outside the face).
+    # background too, and the AU field held it still (57% of the gated AU flow outside the face).
     pose_decoder: str = "field"
 
     def __post_init__(self) -> None:
@@ -390,7 +390,7 @@ class RigidPoseDecoder(nn.Module):
     at the start: a still background). The mask logit returned is the support's, for inspection (the
     au_gate mix applies the pose field in full). Why: on track crops the background stays still while the
     head moves, and a rigid field that moves every pixel left the AU field to hold the background still -
-    the AU flow of the "rigid" runs lay 56% outside the face, where optical flow has 33%
+    the gated AU flow of a "rigid" run lay 57% outside the face, where optical flow has 33%
     (facskit.tcae.regions, benchmarks/results/tcae.md). And in a track crop the face is up to a tenth of
     the crop away from the mean face, so a fixed depth surface put the parallax in the wrong place.
     """
