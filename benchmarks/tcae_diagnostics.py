@@ -47,6 +47,7 @@ from facskit.tcae.pairs import CachePairDataset, LandmarkResidual
 from facskit.tcae.pretrain import load_tcae
 from facskit.tcae.probe import OCCURRENCE, _linear_f1, centre_by_subject
 from facskit.tcae.regions import REGIONS, face_regions, field_shares
+from facskit.tcae.show import share_fields
 
 GAPS = (5, 20, 40)
 CACHE_CROP = 256  # prepared caches store 256 px crops; landmark columns are in crop pixels
@@ -167,9 +168,8 @@ def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float
             f" (none {epe(0 * nonrigid[:, mouth], nonrigid[:, mouth]):.3f})"
         )
         regions = face_regions(at_target, size)
-        named = {"AU": out.field_au, "gated AU": gated_au, "pose": out.field_pose}
         parts = []
-        for name, field in named.items():
+        for name, field in share_fields(out).items():
             share, area = field_shares(field.norm(dim=1).numpy(), regions)
             parts.append(f"{name} " + "/".join(f"{v:.2f}" for v in np.nanmean(share, axis=0)))
         area_text = "/".join(f"{v:.2f}" for v in area.mean(axis=0))

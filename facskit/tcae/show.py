@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from facskit.analyze.results import atomic_write
-from facskit.models.tcae import TCAE
+from facskit.models.tcae import TCAE, TCAEOutput
 from facskit.tcae.pairs import image_to_tensor
 from facskit.tcae.regions import REGIONS, face_regions, field_shares
 
@@ -39,11 +39,18 @@ __all__ = [
     "pair_grid",
     "pairs_from_cache",
     "pairs_from_video",
+    "share_fields",
     "write_grids",
 ]
 
 # the fields whose shares of each region (facskit.tcae.regions) a grid reports, as named in its CSV
 SHARED_FIELDS = ("AU", "gated AU", "pose")
+
+
+def share_fields(out: TCAEOutput) -> dict[str, torch.Tensor]:
+    """:data:`SHARED_FIELDS` of one TCAE pass, each ``(B, 2, S, S)``: the AU field tau_A, the gated AU field
+    alpha_A tau_A (the AU motion that is in tau) and the pose field."""
+    return {"AU": out.field_au, "gated AU": out.alpha_au * out.field_au, "pose": out.field_pose}
 
 
 class GridPair(NamedTuple):
@@ -125,8 +132,8 @@ def pair_grid(
     # alpha_A tau_A; tau_A where the gate is shut does nothing, so the panel shows the gated field
     gated = model.spec.field_mix in ("au_gate", "gated")
     au_name = "gated AU" if gated else "AU"
-    au_shown = out.alpha_au * out.field_au if gated else out.field_au
-    au_field, pose_field = au_shown[0].float().cpu().numpy(), out.field_pose[0].float().cpu().numpy()
+    named = share_fields(out)
+    au_field, pose_field = (named[name][0].float().cpu().numpy() for name in (au_name, "pose"))
     to_pixels = (size - 1) / 2.0  # normalised displacement -> input pixels (align_corners=True)
     au_largest = max(float(np.hypot(*au_field).max()), 1e-8)
     pose_largest = max(float(np.hypot(*pose_field).max()), 1e-8)
@@ -162,7 +169,6 @@ def pair_grid(
     if landmarks is not None:
         points = np.asarray(landmarks, dtype=np.float64)[None] * (size / target.shape[1])
         regions = face_regions(points, size)
-        named = {"AU": out.field_au, "gated AU": out.alpha_au * out.field_au, "pose": out.field_pose}
         for name in SHARED_FIELDS:
             share, area = field_shares(named[name].float().norm(dim=1).cpu().numpy(), regions)
             shares[name], shares["area"] = share[0], area[0]
