@@ -425,3 +425,42 @@ def test_head_pose_decoder_moves_the_head_over_a_still_background() -> None:
     assert torch.isfinite(out.field_pose).all()
     with pytest.raises(ValueError, match="pose_decoder='head' needs"):
         TCAESpec(input_size=32, pose_decoder="head")
+
+
+def test_learned_head_support_starts_as_the_ellipse_and_can_take_in_the_hair() -> None:
+    from facskit.models.tcae import RigidPoseDecoder
+
+    spec = TCAESpec(
+        input_size=32,
+        filters=4,
+        embedding_size=8,
+        branch_layers=2,
+        field_mix="au_gate",
+        pose_decoder="head",
+        head_support="learned",
+    )
+    torch.manual_seed(0)
+    ellipse = RigidPoseDecoder(spec, head=True)
+    learned = RigidPoseDecoder(spec, head=True, learned_support=True)
+    learned.load_state_dict(ellipse.state_dict(), strict=False)  # the same MLPs, only the support differs
+    psi_s, psi_t = torch.randn(3, 8), torch.randn(3, 8)
+    # at the start the learnt shape is the ellipse (up to its 16 x 16 map's interpolation)
+    support_learned, support_ellipse = (torch.sigmoid(d(psi_s, psi_t)[1]) for d in (learned, ellipse))
+    assert (support_learned - support_ellipse).abs().max() < 0.15
+    # a shape that takes in the whole crop moves the corners (hair, shoulders) with the head
+    with torch.no_grad():
+        for decoder in (ellipse, learned):
+            decoder.net[-1].weight.zero_()
+            decoder.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+        learned.head_shape.fill_(1.0)
+    shift = 0.5 * math.tanh(0.2)
+    assert ellipse(psi_s, psi_t)[0][:, 0, 0, 0].abs().max() < 1e-3
+    assert torch.allclose(learned(psi_s, psi_t)[0][:, 0, 0, 0], torch.full((3,), -shift), atol=1e-3)
+    # a TCAE with it: the shape is a parameter that the reconstruction trains
+    model = TCAE(spec)
+    model(_image(seed=1), _image(seed=2)).reconstruction.mean().backward()
+    assert model.pose_decoder.head_shape.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="head_support='learned' needs pose_decoder='head'"):
+        TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="rigid", head_support="learned")
+    with pytest.raises(ValueError, match="head_support must be one of"):
+        TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="head", head_support="hull")

@@ -70,6 +70,8 @@ FIELD_MIXES = ("softmax", "au_gate", "gated")
 AU_FIELD_RESIDUALS = ("none", "uniform", "gated")
 # What the pose decoder produces (TCAESpec.pose_decoder).
 POSE_DECODERS = ("field", "rigid", "head")
+# The head's support for pose_decoder "head" (TCAESpec.head_support).
+HEAD_SUPPORTS = ("ellipse", "learned")
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,14 @@ class TCAESpec:
     # in-plane motion (RigidPoseDecoder, head=True): on track crops the "rigid" field moved the still
     # background too, and the AU field held it still (57% of the gated AU flow outside the face).
     pose_decoder: str = "field"
+    # pose_decoder "head" only. "ellipse": the head's support is the soft ellipse its depth surface sits on.
+    # "learned": the support is a shape learnt in the head's own coordinates (a 16 x 16 map over twice the
+    # ellipse, starting as the ellipse and placed with it; the depth surface stays the ellipse's). Why: the
+    # ellipse covers the face, not the hair, which moves with the head, so the hair's motion went to the AU
+    # field - hair and crop borders drew 0.38-0.40 of the gated AU flow (benchmarks/results/tcae.md). One
+    # shape for every face, not one per frame: a per-frame shape could switch a jaw between head and
+    # background motion, a local change the AU field is there for.
+    head_support: str = "ellipse"
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -167,6 +177,12 @@ class TCAESpec:
                 "and no pose_field_grid, "
                 "pose_mask_grid or au_field_residual (its field is already smooth)"
             )
+        if self.head_support not in HEAD_SUPPORTS:
+            raise ValueError(
+                f"head_support must be one of {', '.join(HEAD_SUPPORTS)}, got {self.head_support!r}"
+            )
+        if self.head_support != "ellipse" and self.pose_decoder != "head":
+            raise ValueError(f"head_support={self.head_support!r} needs pose_decoder='head'")
 
     @property
     def levels(self) -> int:
@@ -393,13 +409,23 @@ class RigidPoseDecoder(nn.Module):
     the gated AU flow of a "rigid" run lay 57% outside the face, where optical flow has 33%
     (facskit.tcae.regions, benchmarks/results/tcae.md). And in a track crop the face is up to a tenth of
     the crop away from the mean face, so a fixed depth surface put the parallax in the wrong place.
+
+    ``learned_support`` (``head_support="learned"``, with ``head``): the support's logit is read from a map
+    learnt in the head's own coordinates ((x - cx) / a, (y - cy) / b), 16 x 16 over [-2, 2]^2, that starts
+    as the ellipse's 1 - r^2; it is placed with the ellipse, so it can take in the hair but cannot change
+    from frame to frame.
     """
 
     MAX_ANGLE, MAX_SHIFT, MAX_LOG_SCALE = 0.6, 0.5, 0.3
     MAX_PLACE_SHIFT, MAX_PLACE_LOG_SCALE, SUPPORT_SOFTNESS, DEPTH_RATIO = 0.3, 0.3, 0.1, 0.8
+    SHAPE_GRID, SHAPE_EXTENT = 16, 2.0  # the learnt support's map: cells, and its reach in half-axes
 
-    def __init__(self, spec: TCAESpec, hidden: int = 128, head: bool = False) -> None:
+    def __init__(
+        self, spec: TCAESpec, hidden: int = 128, head: bool = False, learned_support: bool = False
+    ) -> None:
         super().__init__()
+        if learned_support and not head:
+            raise ValueError("a learned support needs head=True (a head placed over a background)")
         self.size, self.head = spec.input_size, head
         outputs = 10 if head else 6  # head: + the background's rotation about z, shift x, y, log scale
         self.net = nn.Sequential(
@@ -416,6 +442,11 @@ class RigidPoseDecoder(nn.Module):
             nn.init.zeros_(self.place[-1].bias)
             self.register_buffer("ellipse", torch.tensor(mean_face_ellipse()), persistent=False)
             points = torch.cat((grid, torch.zeros_like(grid[..., :1])), dim=-1)  # depth filled per head
+        self.head_shape: nn.Parameter | None = None
+        if learned_support:
+            axis = torch.linspace(-self.SHAPE_EXTENT, self.SHAPE_EXTENT, self.SHAPE_GRID)
+            v, u = torch.meshgrid(axis, axis, indexing="ij")
+            self.head_shape = nn.Parameter((1.0 - u**2 - v**2)[None, None])  # (1, 1, G, G): the ellipse
         else:
             points = torch.cat((grid, mean_face_depth(spec.input_size)[..., None]), dim=-1)
         self.register_buffer("points", points, persistent=False)
@@ -443,7 +474,8 @@ class RigidPoseDecoder(nn.Module):
         if not self.head:
             return self.field(motion), source.new_zeros(len(source), 1, self.size, self.size)
         placement = self.placement(target)  # (B, 4)
-        inside = self.inside(placement)  # (B, S*S): 1 - r^2
+        coords = self.head_coordinates(placement)  # (B, S*S, 2)
+        inside = 1.0 - (coords**2).sum(dim=-1)  # (B, S*S): 1 - r^2, > 0 inside the ellipse
         # the half-ellipsoid's height, depth ratio x half-width; + 1e-6 keeps sqrt's gradient finite at 0
         depth = self.DEPTH_RATIO * placement[:, 2:3] * torch.sqrt(inside.clamp(min=0) + 1e-6)
         points = self.points.flatten(0, 1).to(motion.dtype).expand(len(motion), -1, -1).clone()
@@ -451,15 +483,25 @@ class RigidPoseDecoder(nn.Module):
         head = self.field(motion[:, :6], points)
         background_motion = F.pad(motion[:, 6:], (2, 0))  # rotation about z only, no depth
         background = self.field(background_motion)  # self.points has z = 0
-        logit = (inside / self.SUPPORT_SOFTNESS).view(len(motion), 1, self.size, self.size)
+        shape = inside.view(len(motion), 1, self.size, self.size)
+        if self.head_shape is not None:  # the learnt shape, read where each pixel is in head coordinates
+            where = (coords / self.SHAPE_EXTENT).view(len(motion), self.size, self.size, 2)
+            shape = F.grid_sample(
+                self.head_shape.to(where.dtype).expand(len(motion), -1, -1, -1),
+                where,
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=True,
+            )
+        logit = shape / self.SUPPORT_SOFTNESS
         support = torch.sigmoid(logit)
         return support * head + (1 - support) * background, logit
 
-    def inside(self, placement: torch.Tensor) -> torch.Tensor:
-        """``(B, S*S)``: 1 - r^2 of each pixel for the ellipses ``placement (B, 4)`` (> 0 inside)."""
+    def head_coordinates(self, placement: torch.Tensor) -> torch.Tensor:
+        """``(B, S*S, 2)``: each pixel in the coordinates of the ellipses ``placement (B, 4)``,
+        ((x - cx) / a, (y - cy) / b); the ellipse is where they have norm < 1."""
         xy = self.points.flatten(0, 1)[:, :2].to(placement.dtype)  # (S*S, 2)
-        centre, axes = placement[:, None, :2], placement[:, None, 2:]
-        return 1.0 - (((xy[None] - centre) / axes) ** 2).sum(dim=-1)
+        return (xy[None] - placement[:, None, :2]) / placement[:, None, 2:]
 
     def field(self, motion: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
         """The backward field ``(B, 2, S, S)`` of ``motion (B, 6)`` (see the class docstring) on
@@ -609,7 +651,11 @@ class TCAE(nn.Module):
         )
         self.pose_decoder: nn.Module
         if self.spec.pose_decoder in ("rigid", "head"):
-            self.pose_decoder = RigidPoseDecoder(self.spec, head=self.spec.pose_decoder == "head")
+            self.pose_decoder = RigidPoseDecoder(
+                self.spec,
+                head=self.spec.pose_decoder == "head",
+                learned_support=self.spec.head_support == "learned",
+            )
         else:
             self.pose_decoder = FieldDecoder(
                 self.spec, field_grid=self.spec.pose_field_grid, mask_grid=self.spec.pose_mask_grid

@@ -55,6 +55,9 @@ class TCAEModelConfig:
     # "head": the same for a head placed from psi_t over a background with its own motion (see
     # TCAESpec.pose_decoder; both need field_mix=au_gate).
     pose_decoder: Literal["field", "rigid", "head"] | None = None
+    # With pose_decoder "head": the head's support is the ellipse ("ellipse") or a shape learnt in the head's
+    # coordinates that can take in the hair ("learned"; see TCAESpec.head_support).
+    head_support: Literal["ellipse", "learned"] | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -70,6 +73,7 @@ class TCAEModelConfig:
                 ("pose_mask_grid", self.pose_mask_grid),
                 ("au_decoder_sees_pose", self.au_decoder_sees_pose),
                 ("pose_decoder", self.pose_decoder),
+                ("head_support", self.head_support),
             )
             if v is not None
         }
