@@ -124,10 +124,12 @@ class TCAESpec:
     # pose_decoder "head" only. "ellipse": the head's support is the soft ellipse its depth surface sits on.
     # "learned": the support is a shape learnt in the head's own coordinates (a 16 x 16 map over twice the
     # ellipse, starting as the ellipse and placed with it; the depth surface stays the ellipse's). Why: the
-    # ellipse covers the face, not the hair, which moves with the head, so the hair's motion went to the AU
-    # field - hair and crop borders drew 0.38-0.40 of the gated AU flow (benchmarks/results/tcae.md). One
-    # shape for every face, not one per frame: a per-frame shape could switch a jaw between head and
-    # background motion, a local change the AU field is there for.
+    # ellipse covers the face, not the hair, which moves with the head, and hair and crop borders drew
+    # 0.38-0.40 of the gated AU flow. One shape for every face, not one per frame: a per-frame shape could
+    # switch a jaw between head and background motion, a local change the AU field is there for. Measured
+    # (benchmarks/results/tcae.md, tenth session): the shape grew only softly past the ellipse (support
+    # 0.19-0.24 out to 1.4 half-axes, from 0.01) and softened inside (median 0.88-0.94); the AU embedding
+    # carried less head pose in five seeds of six, and as much of the AU flow stayed outside the face.
     head_support: str = "ellipse"
 
     def __post_init__(self) -> None:
