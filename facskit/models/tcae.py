@@ -444,14 +444,14 @@ class RigidPoseDecoder(nn.Module):
             nn.init.zeros_(self.place[-1].bias)
             self.register_buffer("ellipse", torch.tensor(mean_face_ellipse()), persistent=False)
             points = torch.cat((grid, torch.zeros_like(grid[..., :1])), dim=-1)  # depth filled per head
+        else:
+            points = torch.cat((grid, mean_face_depth(spec.input_size)[..., None]), dim=-1)
+        self.register_buffer("points", points, persistent=False)
         self.head_shape: nn.Parameter | None = None
         if learned_support:
             axis = torch.linspace(-self.SHAPE_EXTENT, self.SHAPE_EXTENT, self.SHAPE_GRID)
             v, u = torch.meshgrid(axis, axis, indexing="ij")
             self.head_shape = nn.Parameter((1.0 - u**2 - v**2)[None, None])  # (1, 1, G, G): the ellipse
-        else:
-            points = torch.cat((grid, mean_face_depth(spec.input_size)[..., None]), dim=-1)
-        self.register_buffer("points", points, persistent=False)
 
     def motion(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``(B, 6)`` (``(B, 10)`` with ``head``): rotations about x, y, z, shift x, y, log scale [, the
