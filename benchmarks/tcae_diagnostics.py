@@ -151,7 +151,8 @@ def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float
         at_source, at_target = landmarks[pairs[:, 0]], landmarks[pairs[:, 1]]
         truth = at_source - at_target
         nonrigid = LandmarkResidual(landmarks).nonrigid(pairs)
-        gated_au = out.alpha_au * out.field_au
+        named = share_fields(out)  # tau_A, alpha_A tau_A, tau_P, as tcae-show reports them
+        gated_au = named["gated AU"]
         mouth = slice(48, 68)
         au_at, pose_at = _sample(gated_au, at_target, size), _sample(out.field_pose, at_target, size)
         print(
@@ -169,7 +170,7 @@ def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float
         )
         regions = face_regions(at_target, size)
         parts = []
-        for name, field in share_fields(out).items():
+        for name, field in named.items():
             share, area = field_shares(field.norm(dim=1).numpy(), regions)
             parts.append(f"{name} " + "/".join(f"{v:.2f}" for v in np.nanmean(share, axis=0)))
         area_text = "/".join(f"{v:.2f}" for v in area.mean(axis=0))
