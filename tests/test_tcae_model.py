@@ -464,3 +464,55 @@ def test_learned_head_support_starts_as_the_ellipse_and_can_take_in_the_hair() -
         TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="rigid", head_support="learned")
     with pytest.raises(ValueError, match="head_support must be one of"):
         TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="head", head_support="hull")
+
+
+def test_rigid_head_outline_keeps_the_source_shape_up_to_the_motion_zoom() -> None:
+    from facskit.models.tcae import RigidPoseDecoder
+
+    spec = TCAESpec(
+        input_size=32,
+        filters=4,
+        embedding_size=8,
+        branch_layers=2,
+        field_mix="au_gate",
+        pose_decoder="head",
+        head_outline="rigid",
+    )
+    torch.manual_seed(0)
+    free = RigidPoseDecoder(spec, head=True)
+    rigid = RigidPoseDecoder(spec, head=True, rigid_outline=True)
+    rigid.load_state_dict(free.state_dict())
+    with torch.no_grad():  # placements that depend strongly on the embedding; no head motion, no zoom
+        for decoder in (free, rigid):
+            decoder.place[-1].weight.normal_(std=0.5)
+            decoder.net[-1].weight.zero_()
+    psi_s, psi_t, psi_other = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 8)
+
+    def half_axes(decoder: RigidPoseDecoder, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The half-axes the support was drawn with, read back from its logit: (1 - r^2) / softness."""
+        logit = decoder(source, target)[1].flatten(1) * decoder.SUPPORT_SOFTNESS  # (B, S*S)
+        centre = decoder.placement(target)[:, :2]
+        xy = decoder.points.flatten(0, 1)[:, :2]
+        d2 = (xy[None] - centre[:, None]) ** 2  # (B, S*S, 2)
+        # 1 - logit = dx^2 / a^2 + dy^2 / b^2: least squares for (1 / a^2, 1 / b^2)
+        inverse = torch.linalg.lstsq(d2, (1 - logit)[..., None]).solution[..., 0]
+        return inverse.rsqrt()
+
+    # free: the target's embedding sets the half-axes; rigid: the source's, whatever the target
+    assert not torch.allclose(half_axes(free, psi_s, psi_t), half_axes(free, psi_s, psi_other), atol=1e-3)
+    assert torch.allclose(half_axes(rigid, psi_s, psi_t), half_axes(rigid, psi_s, psi_other), atol=1e-4)
+    assert torch.allclose(half_axes(rigid, psi_s, psi_t), rigid.placement(psi_s)[:, 2:], atol=1e-4)
+    # ... and the head motion's zoom s scales them: the target is s times the source
+    with torch.no_grad():
+        rigid.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]))
+    zoom = math.exp(RigidPoseDecoder.MAX_LOG_SCALE * math.tanh(0.5))
+    assert torch.allclose(half_axes(rigid, psi_s, psi_t), rigid.placement(psi_s)[:, 2:] * zoom, atol=1e-4)
+    # a TCAE with it: gradients reach the placement through both embeddings
+    model = TCAE(spec)
+    assert model.pose_decoder.rigid_outline
+    model(_image(seed=1), _image(seed=2)).reconstruction.mean().backward()
+    assert model.pose_decoder.place[-1].weight.grad[2:].abs().max() > 0
+    with pytest.raises(ValueError, match="head_outline='rigid' needs pose_decoder='head'"):
+        TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="rigid", head_outline="rigid")
+    with pytest.raises(ValueError, match="head_outline must be one of"):
+        TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="head", head_outline="elastic")

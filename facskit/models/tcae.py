@@ -72,6 +72,7 @@ AU_FIELD_RESIDUALS = ("none", "uniform", "gated")
 POSE_DECODERS = ("field", "rigid", "head")
 # The head's support for pose_decoder "head" (TCAESpec.head_support).
 HEAD_SUPPORTS = ("ellipse", "learned")
+HEAD_OUTLINES = ("free", "rigid")
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ class TCAESpec:
     # 0.19-0.24 out to 1.4 half-axes, from 0.01) and softened inside (median 0.88-0.94); the AU embedding
     # carried less head pose in five seeds of six, and as much of the AU flow stayed outside the face.
     head_support: str = "ellipse"
+    # pose_decoder "head" only. "free": psi_t places the head's ellipse in the target frame, centre and
+    # half-axes. "rigid": psi_t gives the centre, but the half-axes are the source's (placed from psi_s)
+    # times the head motion's own scale - a rigid head cannot change shape between two frames. Why: with
+    # "free" the target's half-axes can follow a jaw drop, a change in the face's outline that is the AU
+    # field's to take, and psi_t then has to carry it; in the two seeds of six whose pose embedding
+    # detected AUs as well as the AU embedding, a placement that could not stretch at all kept the AU code
+    # out of psi but left the head unable to fit each face's outline (benchmarks/results/tcae.md, tenth
+    # session). Sizes from the source still fit each face; what the pair changes in them is a zoom.
+    head_outline: str = "free"
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -185,6 +195,12 @@ class TCAESpec:
             )
         if self.head_support != "ellipse" and self.pose_decoder != "head":
             raise ValueError(f"head_support={self.head_support!r} needs pose_decoder='head'")
+        if self.head_outline not in HEAD_OUTLINES:
+            raise ValueError(
+                f"head_outline must be one of {', '.join(HEAD_OUTLINES)}, got {self.head_outline!r}"
+            )
+        if self.head_outline != "free" and self.pose_decoder != "head":
+            raise ValueError(f"head_outline={self.head_outline!r} needs pose_decoder='head'")
 
     @property
     def levels(self) -> int:
@@ -416,6 +432,10 @@ class RigidPoseDecoder(nn.Module):
     learnt in the head's own coordinates ((x - cx) / a, (y - cy) / b), 16 x 16 over [-2, 2]^2, that starts
     as the ellipse's 1 - r^2; it is placed with the ellipse, so it can take in the hair but cannot change
     from frame to frame.
+
+    ``rigid_outline`` (``head_outline="rigid"``, with ``head``): only the ellipse's centre is placed from
+    psi_t; its half-axes are those placed from psi_s, times the motion's scale s (P_t = s R P_s + t), so the
+    head's outline changes between the frames of a pair by a zoom and nothing else.
     """
 
     MAX_ANGLE, MAX_SHIFT, MAX_LOG_SCALE = 0.6, 0.5, 0.3
@@ -423,12 +443,17 @@ class RigidPoseDecoder(nn.Module):
     SHAPE_GRID, SHAPE_EXTENT = 16, 2.0  # the learnt support's map: cells, and its reach in half-axes
 
     def __init__(
-        self, spec: TCAESpec, hidden: int = 128, head: bool = False, learned_support: bool = False
+        self,
+        spec: TCAESpec,
+        hidden: int = 128,
+        head: bool = False,
+        learned_support: bool = False,
+        rigid_outline: bool = False,
     ) -> None:
         super().__init__()
-        if learned_support and not head:
-            raise ValueError("a learned support needs head=True (a head placed over a background)")
-        self.size, self.head = spec.input_size, head
+        if (learned_support or rigid_outline) and not head:
+            raise ValueError("a learned support or rigid outline needs head=True (a head over a background)")
+        self.size, self.head, self.rigid_outline = spec.input_size, head, rigid_outline
         outputs = 10 if head else 6  # head: + the background's rotation about z, shift x, y, log scale
         self.net = nn.Sequential(
             nn.Linear(2 * spec.embedding_size, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, outputs)
@@ -476,6 +501,9 @@ class RigidPoseDecoder(nn.Module):
         if not self.head:
             return self.field(motion), source.new_zeros(len(source), 1, self.size, self.size)
         placement = self.placement(target)  # (B, 4)
+        if self.rigid_outline:  # the source's half-axes, zoomed by the motion's scale
+            axes = self.placement(source)[:, 2:] * torch.exp(motion[:, 5:6])
+            placement = torch.cat((placement[:, :2], axes), dim=1)
         coords = self.head_coordinates(placement)  # (B, S*S, 2)
         inside = 1.0 - (coords**2).sum(dim=-1)  # (B, S*S): 1 - r^2, > 0 inside the ellipse
         # the half-ellipsoid's height, depth ratio x half-width; + 1e-6 keeps sqrt's gradient finite at 0
@@ -657,6 +685,7 @@ class TCAE(nn.Module):
                 self.spec,
                 head=self.spec.pose_decoder == "head",
                 learned_support=self.spec.head_support == "learned",
+                rigid_outline=self.spec.head_outline == "rigid",
             )
         else:
             self.pose_decoder = FieldDecoder(

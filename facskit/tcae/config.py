@@ -58,6 +58,9 @@ class TCAEModelConfig:
     # With pose_decoder "head": the head's support is the ellipse ("ellipse") or a shape learnt in the head's
     # coordinates that can take in the hair ("learned"; see TCAESpec.head_support).
     head_support: Literal["ellipse", "learned"] | None = None
+    # With pose_decoder "head": the head's half-axes placed from psi_t ("free") or from psi_s times the head
+    # motion's scale ("rigid": the outline cannot follow a jaw drop; see TCAESpec.head_outline).
+    head_outline: Literal["free", "rigid"] | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -74,6 +77,7 @@ class TCAEModelConfig:
                 ("au_decoder_sees_pose", self.au_decoder_sees_pose),
                 ("pose_decoder", self.pose_decoder),
                 ("head_support", self.head_support),
+                ("head_outline", self.head_outline),
             )
             if v is not None
         }
