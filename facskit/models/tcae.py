@@ -134,12 +134,13 @@ class TCAESpec:
     head_support: str = "ellipse"
     # pose_decoder "head" only. "free": psi_t places the head's ellipse in the target frame, centre and
     # half-axes. "rigid": psi_t gives the centre, but the half-axes are the source's (placed from psi_s)
-    # times the head motion's own scale - a rigid head cannot change shape between two frames. Why: with
-    # "free" the target's half-axes can follow a jaw drop, a change in the face's outline that is the AU
-    # field's to take, and psi_t then has to carry it; in the two seeds of six whose pose embedding
-    # detected AUs as well as the AU embedding, a placement that could not stretch at all kept the AU code
-    # out of psi but left the head unable to fit each face's outline (benchmarks/results/tcae.md, tenth
-    # session). Sizes from the source still fit each face; what the pair changes in them is a zoom.
+    # times the head motion's own scale - a rigid head cannot change shape between two frames, so nothing
+    # about the target's face but where it is goes through its placement. Why: in the seeds whose pose
+    # embedding detected AUs as well as the AU embedding, a placement that could not stretch at all kept
+    # the AU code out of psi but left the head unable to fit each face's outline (tenth session); sizes
+    # from the source still fit each face. Measured (benchmarks/results/tcae.md, eleventh session): no
+    # better - the criteria in as many seeds as "free", and the placement carried little AU information
+    # with either (within-subject R^2 from the AU intensities 0.02-0.13), so it is not where psi takes it in.
     head_outline: str = "free"
 
     def __post_init__(self) -> None:
