@@ -427,18 +427,23 @@ def test_head_pose_decoder_moves_the_head_over_a_still_background() -> None:
         TCAESpec(input_size=32, pose_decoder="head")
 
 
-def test_learned_head_support_starts_as_the_ellipse_and_can_take_in_the_hair() -> None:
-    from facskit.models.tcae import RigidPoseDecoder
-
-    spec = TCAESpec(
+def _head_spec(**options: str) -> TCAESpec:
+    """A small spec with the head pose decoder (``pose_decoder="head"``) and ``options``."""
+    return TCAESpec(
         input_size=32,
         filters=4,
         embedding_size=8,
         branch_layers=2,
         field_mix="au_gate",
         pose_decoder="head",
-        head_support="learned",
+        **options,
     )
+
+
+def test_learned_head_support_starts_as_the_ellipse_and_can_take_in_the_hair() -> None:
+    from facskit.models.tcae import RigidPoseDecoder
+
+    spec = _head_spec(head_support="learned")
     torch.manual_seed(0)
     ellipse = RigidPoseDecoder(spec, head=True)
     learned = RigidPoseDecoder(spec, head=True, learned_support=True)
@@ -469,15 +474,7 @@ def test_learned_head_support_starts_as_the_ellipse_and_can_take_in_the_hair() -
 def test_rigid_head_outline_keeps_the_source_shape_up_to_the_motion_zoom() -> None:
     from facskit.models.tcae import RigidPoseDecoder
 
-    spec = TCAESpec(
-        input_size=32,
-        filters=4,
-        embedding_size=8,
-        branch_layers=2,
-        field_mix="au_gate",
-        pose_decoder="head",
-        head_outline="rigid",
-    )
+    spec = _head_spec(head_outline="rigid")
     torch.manual_seed(0)
     free = RigidPoseDecoder(spec, head=True)
     rigid = RigidPoseDecoder(spec, head=True, rigid_outline=True)
