@@ -139,8 +139,9 @@ class TCAESpec:
     # embedding detected AUs as well as the AU embedding, a placement that could not stretch at all kept
     # the AU code out of psi but left the head unable to fit each face's outline (tenth session); sizes
     # from the source still fit each face. Measured (benchmarks/results/tcae.md, eleventh session): no
-    # better - the criteria in as many seeds as "free", and the placement carried little AU information
-    # with either (within-subject R^2 from the AU intensities 0.02-0.13), so it is not where psi takes it in.
+    # better - the three criteria in 3 seeds of 6 (4 of 6 with "free"), and the placement carried little AU
+    # information with either (within-subject R^2 from the AU intensities 0.02-0.13): not where psi takes
+    # it in.
     head_outline: str = "free"
 
     def __post_init__(self) -> None:
