@@ -141,6 +141,34 @@ def test_field_mix_config_key() -> None:
         load_tcae_config("tcae", ["model.field_mix=sum"])
 
 
+# The settings measured on track crops (README, benchmarks/results/tcae.md): what tcae-lite-track adds.
+TRACK_SETTINGS = [
+    "curriculum.mine_factor=4",
+    "model.field_mix=au_gate",
+    "model.pose_decoder=head",
+    "loss.sparsity=0.03",
+    "loss.sparsity_with_twins=true",
+    "loss.gate=0.01",
+    "loss.gate_start_step=768",
+    "loss.gate_ramp_steps=256",
+]
+
+
+def test_tcae_lite_track_preset_is_tcae_lite_with_the_measured_settings() -> None:
+    from facskit.config import ConfigError
+    from facskit.tcae.config import load_tcae_config, tcae_config_to_dict
+
+    track = tcae_config_to_dict(load_tcae_config("tcae-lite-track"))
+    assert track == tcae_config_to_dict(load_tcae_config("tcae-lite", TRACK_SETTINGS))
+    assert track != tcae_config_to_dict(load_tcae_config("tcae-lite"))
+    with pytest.raises(ConfigError, match="tcae-lite-track"):  # the error lists it among the presets
+        load_tcae_config("tcae-lite-tracks")
+    with pytest.raises(ConfigError, match="no config file or preset"):  # not a heatmap-model preset
+        from facskit.config import load_config
+
+        load_config("tcae-lite-track")
+
+
 @pytest.mark.parametrize("held", [False, True])
 def test_sparsity_with_twins_is_held_in_the_loop(tmp_path, held: bool) -> None:
     import json

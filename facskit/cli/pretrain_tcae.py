@@ -6,7 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="preset (tcae, tcae-lite) or a YAML file (facskit/configs/tcae*.yaml)")
+    parser.add_argument(
+        "config", help="preset (tcae, tcae-lite, tcae-lite-track) or a YAML file (facskit/configs/tcae*.yaml)"
+    )
     parser.add_argument(
         "--videos",
         required=True,

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 import yaml
 
-from facskit.config import ConfigError, OptimConfig, _build, _fields, _parse_value, read_config_source
+from facskit.config import (
+    ConfigError,
+    OptimConfig,
+    _build,
+    _fields,
+    _parse_value,
+    list_presets,
+    read_config_source,
+)
 from facskit.models.tcae import TCAESpec, tcae_spec
 from facskit.tcae.losses import LossWeights
 from facskit.tcae.pairs import PairCurriculum
@@ -279,8 +287,10 @@ def apply_tcae_overrides(config: TCAEConfig, overrides: typing.Iterable[str]) ->
 
 
 def load_tcae_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> TCAEConfig:
-    """A preset name (``tcae``, ``tcae-lite``) or a YAML path, with ``key=value`` overrides applied."""
-    config = read_config_source(name_or_path, ("tcae", "tcae-lite"), tcae_config_from_dict)
+    """A preset name (``tcae``, ``tcae-lite``, ``tcae-lite-track``) or a YAML path, with ``key=value``
+    overrides applied."""
+    presets = [name for name in list_presets() if name.startswith("tcae")]
+    config = read_config_source(name_or_path, presets, tcae_config_from_dict)
     return apply_tcae_overrides(config, overrides)
 
 
