@@ -155,7 +155,7 @@ TRACK_SETTINGS = [
 
 
 def test_tcae_lite_track_preset_is_tcae_lite_with_the_measured_settings() -> None:
-    from facskit.config import ConfigError
+    from facskit.config import ConfigError, load_config
     from facskit.tcae.config import load_tcae_config, tcae_config_to_dict
 
     track = tcae_config_to_dict(load_tcae_config("tcae-lite-track"))
@@ -164,8 +164,6 @@ def test_tcae_lite_track_preset_is_tcae_lite_with_the_measured_settings() -> Non
     with pytest.raises(ConfigError, match="presets: .*tcae-lite-track"):  # listed among the presets
         load_tcae_config("tcae-track")
     with pytest.raises(ConfigError, match="no config file or preset"):  # not a heatmap-model preset
-        from facskit.config import load_config
-
         load_config("tcae-lite-track")
 
 
