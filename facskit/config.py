@@ -371,14 +371,27 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def read_config_source(
-    name_or_path: str | Path, presets: typing.Sequence[str], from_dict: typing.Callable[[dict], T]
-) -> T:
-    """A YAML file, or a shipped preset among ``presets``, parsed by ``from_dict``; every error names the
-    file or preset it came from. Shared by the heatmap and TCAE configs."""
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, section by section (a key in ``extra`` wins)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml_mapping(
+    name_or_path: str | Path, presets: typing.Sequence[str], seen: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str]:
+    """The mapping of a YAML file or preset, with its ``base:`` (a preset name, or a file path relative to
+    the file naming it) resolved and merged under it, and the name of its source for error messages."""
     path = Path(name_or_path)
+    folder: Path | None = None
     if path.is_file():
-        text, source = path.read_text(), str(path)
+        text, source, folder = path.read_text(), str(path), path.resolve().parent
+        identity = str(path.resolve())
     else:
         stem = str(name_or_path).removesuffix(".yaml")
         if stem not in presets:
@@ -386,13 +399,42 @@ def read_config_source(
                 f"no config file or preset named {str(name_or_path)!r}; presets: {', '.join(presets)}"
             )
         text = (resources.files("facskit") / "configs" / f"{stem}.yaml").read_text()
-        source = f"preset {stem}"
+        source = identity = f"preset {stem}"
+    if identity in seen:
+        raise ConfigError(f"{source}: its base chain comes back to it")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{source} is not valid YAML: {error}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} is not a mapping of config sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data, source
+    if not isinstance(base, str):
+        raise ConfigError(f"{source}: base must be a preset name or a YAML path, not {base!r}")
+    relative = folder / base if folder is not None else None
+    base_source = relative if relative is not None and relative.is_file() else base
     try:
-        return from_dict(data or {})
+        base_data, _ = _read_yaml_mapping(base_source, presets, (*seen, identity))
+    except ConfigError as error:
+        raise ConfigError(f"{source}: base {base!r}: {error}") from None
+    return _merge(base_data, data), source
+
+
+def read_config_source(
+    name_or_path: str | Path, presets: typing.Sequence[str], from_dict: typing.Callable[[dict], T]
+) -> T:
+    """A YAML file, or a shipped preset among ``presets``, parsed by ``from_dict``; every error names the
+    file or preset it came from. Shared by the heatmap and TCAE configs.
+
+    A top-level ``base: NAME`` (a preset among ``presets`` or a YAML path, relative to the file) reads that
+    config first and lays this one over it, section by section, so a variant states only what it changes.
+    """
+    data, source = _read_yaml_mapping(name_or_path, presets)
+    try:
+        return from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 

@@ -96,3 +96,30 @@ def test_save_and_reload_round_trip(tmp_path: Path) -> None:
     assert load_config(tmp_path / "config.yaml") == config
     assert config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text())) == config
     assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_base_lays_a_file_over_a_preset_or_another_file(tmp_path: Path) -> None:
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("base: scc-lite\noptim:\n  lr: 0.01\ntrain:\n  epochs: 2\n")
+    assert load_config(variant) == load_config("scc-lite", ["optim.lr=0.01", "train.epochs=2"])
+    # a base path is read relative to the file that names it, and chains
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "again.yaml").write_text("base: ../variant.yaml\ntrain:\n  epochs: 3\n")
+    again = load_config(tmp_path / "sub" / "again.yaml")
+    assert again == load_config("scc-lite", ["optim.lr=0.01", "train.epochs=3"])
+
+
+def test_base_errors_name_the_file_and_the_base(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("base: no-such-preset\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: base 'no-such-preset': no config file or preset"):
+        load_config(path)
+    path.write_text("base: run.yaml\n")
+    with pytest.raises(ConfigError, match="base chain comes back to it"):
+        load_config(path)
+    path.write_text("base: scc-lite\noptim:\n  betas: [0.9, 0.99]\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: unknown config key 'optim.betas'"):
+        load_config(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="run.yaml is not a mapping of config sections"):
+        load_config(path)
