@@ -39,6 +39,8 @@ __all__ = [
     "list_presets",
     "load_config",
     "save_config",
+    "tcae_presets",
+    "training_presets",
 ]
 
 
@@ -371,6 +373,16 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def training_presets() -> list[str]:
+    """The presets of heatmap-model training (``facskit train``, ``crossval``): all but the ``tcae*`` ones."""
+    return [name for name in list_presets() if not name.startswith("tcae")]
+
+
+def tcae_presets() -> list[str]:
+    """The presets of TCAE pretraining (``facskit pretrain-tcae``), whose schema is their own."""
+    return [name for name in list_presets() if name.startswith("tcae")]
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``extra`` laid over it, section by section (a key in ``extra`` wins)."""
     merged = dict(base)
@@ -441,8 +453,7 @@ def read_config_source(
 
 def load_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
     """The config of a preset name (``scc-bp4d``) or a YAML path, with ``key=value`` overrides applied."""
-    presets = [name for name in list_presets() if not name.startswith("tcae")]
-    return apply_overrides(read_config_source(name_or_path, presets, config_from_dict), overrides)
+    return apply_overrides(read_config_source(name_or_path, training_presets(), config_from_dict), overrides)
 
 
 def save_config(config: Config, path: str | Path) -> None:

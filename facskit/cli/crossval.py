@@ -14,7 +14,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="preset name (scc-lite, bmvc2018-lite, scc-disfa, ...) or YAML path")
+    from facskit.config import training_presets
+
+    parser.add_argument(
+        "config", help=f"preset ({', '.join(training_presets())}) or YAML path (base: PRESET starts from one)"
+    )
     parser.add_argument(
         "--data", required=True, metavar="CACHE", help="prepared cache folder (facskit prepare)"
     )

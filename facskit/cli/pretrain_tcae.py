@@ -6,8 +6,12 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from facskit.config import tcae_presets
+
     parser.add_argument(
-        "config", help="preset (tcae, tcae-lite, tcae-lite-track) or a YAML file (facskit/configs/tcae*.yaml)"
+        "config",
+        help=f"preset ({', '.join(tcae_presets())}) or a YAML file (facskit/configs/tcae*.yaml; "
+        "base: PRESET starts from a preset)",
     )
     parser.add_argument(
         "--videos",

@@ -13,7 +13,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="preset (bmvc2018-fera2015, scc-bp4d, scc-disfa, *-lite) or YAML path")
+    from facskit.config import training_presets
+
+    parser.add_argument(
+        "config", help=f"preset ({', '.join(training_presets())}) or YAML path (base: PRESET starts from one)"
+    )
     parser.add_argument("--data", required=True, metavar="CACHE", help="prepared cache (facskit prepare)")
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder; an existing run is resumed")
     parser.add_argument("--fold", type=int, default=None, metavar="K", help="held-out fold (sets data.fold)")

@@ -22,8 +22,8 @@ from facskit.config import (
     _build,
     _fields,
     _parse_value,
-    list_presets,
     read_config_source,
+    tcae_presets,
 )
 from facskit.models.tcae import TCAESpec, tcae_spec
 from facskit.tcae.losses import LossWeights
@@ -289,8 +289,7 @@ def apply_tcae_overrides(config: TCAEConfig, overrides: typing.Iterable[str]) ->
 def load_tcae_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> TCAEConfig:
     """A preset name (``tcae``, ``tcae-lite``, ``tcae-lite-track``) or a YAML path, with ``key=value``
     overrides applied."""
-    presets = [name for name in list_presets() if name.startswith("tcae")]
-    config = read_config_source(name_or_path, presets, tcae_config_from_dict)
+    config = read_config_source(name_or_path, tcae_presets(), tcae_config_from_dict)
     return apply_tcae_overrides(config, overrides)
 
 
