@@ -513,3 +513,26 @@ def test_rigid_head_outline_keeps_the_source_shape_up_to_the_motion_zoom() -> No
         TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="rigid", head_outline="rigid")
     with pytest.raises(ValueError, match="head_outline must be one of"):
         TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="head", head_outline="elastic")
+
+
+def test_au_within_head_applies_the_au_field_on_the_head_only() -> None:
+    spec = _head_spec(au_within_head=True)
+    torch.manual_seed(0)
+    model = TCAE(spec).eval()
+    out = model(_image(seed=1), _image(seed=2))
+    support = torch.sigmoid(out.mask_pose)  # the head's support, placed from psi_t
+    assert torch.allclose(out.alpha_au, torch.sigmoid(out.mask_au) * support)
+    corners = (..., [0, 0, -1, -1], [0, -1, 0, -1])
+    assert support[corners].max() < 0.01 and support[:, :, 16, 16].min() > 0.99
+    # off the head tau is the pose field alone, on it the gated AU field adds to it
+    tolerance = 0.01 * float(out.field_au.abs().max())
+    assert torch.allclose(out.field[corners], out.field_pose[corners], atol=tolerance)
+    expected = out.field_pose + torch.sigmoid(out.mask_au) * support * out.field_au
+    assert torch.allclose(out.field, expected)
+    # gradients reach the head's placement through the AU term too
+    out.reconstruction.mean().backward()
+    assert model.pose_decoder.place[-1].weight.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="au_within_head needs pose_decoder='head'"):
+        TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="rigid", au_within_head=True)
+    with pytest.raises(ValueError, match="an AU support needs the au_gate mix"):
+        combine_fields(out.field_au, out.field_pose, out.mask_au, out.mask_pose, "softmax", support)

@@ -143,6 +143,13 @@ class TCAESpec:
     # information with either (within-subject R^2 from the AU intensities 0.02-0.13): not where psi takes
     # it in.
     head_outline: str = "free"
+    # pose_decoder "head" only. False: the AU gate alone decides where the AU field applies. True: the AU
+    # gate is multiplied by the head's support, alpha_A = sigmoid(m_A) * support, so the AU field applies
+    # on the head that the pose branch places and nowhere else. Why: an AU is a motion of the face; with the
+    # gate alone, hair and crop borders (which move with the head but outside its ellipse) drew 0.38-0.44
+    # of the gated AU flow on synthetic pairs, and on a real video, a face unlike the training faces, about
+    # half of it (benchmarks/results/tcae.md, twelfth and thirteenth sessions).
+    au_within_head: bool = False
 
     def __post_init__(self) -> None:
         levels = math.log2(self.input_size)
@@ -203,6 +210,8 @@ class TCAESpec:
             )
         if self.head_outline != "free" and self.pose_decoder != "head":
             raise ValueError(f"head_outline={self.head_outline!r} needs pose_decoder='head'")
+        if self.au_within_head and self.pose_decoder != "head":
+            raise ValueError("au_within_head needs pose_decoder='head' (the head bounds the AU gate)")
 
     @property
     def levels(self) -> int:
@@ -262,6 +271,7 @@ def combine_fields(
     mask_au: torch.Tensor,
     mask_pose: torch.Tensor,
     mix: str = "softmax",
+    au_support: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The combined field tau and the two weights it used (``mix``, see :attr:`TCAESpec.field_mix`).
 
@@ -272,6 +282,8 @@ def combine_fields(
     pose field is applied everywhere as it is, and only the AU field can add local motion. ``"gated"``:
     tau = sigmoid(m_P) tau_P + sigmoid(m_A) tau_A, two independent gates, so the pose field can move the
     head without moving a still background (meant with a coarse pose mask, ``pose_mask_grid``).
+    ``au_support`` (``"au_gate"`` only): a ``(B, 1, H, W)`` weight in [0, 1] that multiplies the AU gate, the
+    head's support for :attr:`TCAESpec.au_within_head`.
 
     Args:
         field_au, field_pose: ``(B, 2, H, W)`` displacement fields.
@@ -279,8 +291,12 @@ def combine_fields(
     Returns:
         ``(tau (B, 2, H, W), alpha_au (B, 1, H, W), alpha_pose (B, 1, H, W))``.
     """
+    if au_support is not None and mix != "au_gate":
+        raise ValueError(f"an AU support needs the au_gate mix, not {mix!r}")
     if mix == "au_gate":
         alpha_au = torch.sigmoid(mask_au)
+        if au_support is not None:
+            alpha_au = alpha_au * au_support
         return field_pose + alpha_au * field_au, alpha_au, torch.ones_like(alpha_au)
     if mix == "gated":
         alpha_au, alpha_pose = torch.sigmoid(mask_au), torch.sigmoid(mask_pose)
@@ -721,8 +737,9 @@ class TCAE(nn.Module):
         au_where = (psi_s,) if self.spec.au_decoder_sees_pose else ()  # where the face is, if D_A asks
         field_au, mask_au = _scaled(*self.au_decoder(phi_s, phi_t, *au_where), au_scale)
         field_pose, mask_pose = _scaled(*self.pose_decoder(psi_s, psi_t), pose_scale)
+        au_support = torch.sigmoid(mask_pose) if self.spec.au_within_head else None  # the head's support
         field, alpha_au, alpha_pose = combine_fields(  # eq. 3 (or the AU gate)
-            field_au, field_pose, mask_au, mask_pose, self.spec.field_mix
+            field_au, field_pose, mask_au, mask_pose, self.spec.field_mix, au_support
         )
         au_changed = warp(source, field_au)  # tau_A(I_s)
         pose_changed = warp(source, field_pose)  # tau_P(I_s)

@@ -69,6 +69,9 @@ class TCAEModelConfig:
     # With pose_decoder "head": the head's half-axes placed from psi_t ("free") or from psi_s times the head
     # motion's scale ("rigid": the outline cannot follow a jaw drop; see TCAESpec.head_outline).
     head_outline: Literal["free", "rigid"] | None = None
+    # With pose_decoder "head": the AU gate times the head's support, so no AU motion off the head (see
+    # TCAESpec.au_within_head; False: the gate alone).
+    au_within_head: bool | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -86,6 +89,7 @@ class TCAEModelConfig:
                 ("pose_decoder", self.pose_decoder),
                 ("head_support", self.head_support),
                 ("head_outline", self.head_outline),
+                ("au_within_head", self.au_within_head),
             )
             if v is not None
         }
