@@ -109,17 +109,17 @@ def test_base_lays_a_file_over_a_preset_or_another_file(tmp_path: Path) -> None:
     assert again == load_config("scc-lite", ["optim.lr=0.01", "train.epochs=3"])
 
 
-def test_base_errors_name_the_file_and_the_base(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: no-such-preset\n", r"run.yaml: base 'no-such-preset': no config file or preset"),
+        ("base: run.yaml\n", "base chain comes back to it"),
+        ("base: scc-lite\noptim:\n  betas: [0.9, 0.99]\n", r"run.yaml: unknown config key 'optim.betas'"),
+        ("- a list\n", "run.yaml is not a mapping of config sections"),
+    ],
+)
+def test_base_errors_name_the_file_and_the_base(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("base: no-such-preset\n")
-    with pytest.raises(ConfigError, match=r"run.yaml: base 'no-such-preset': no config file or preset"):
-        load_config(path)
-    path.write_text("base: run.yaml\n")
-    with pytest.raises(ConfigError, match="base chain comes back to it"):
-        load_config(path)
-    path.write_text("base: scc-lite\noptim:\n  betas: [0.9, 0.99]\n")
-    with pytest.raises(ConfigError, match=r"run.yaml: unknown config key 'optim.betas'"):
-        load_config(path)
-    path.write_text("- a list\n")
-    with pytest.raises(ConfigError, match="run.yaml is not a mapping of config sections"):
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_config(path)
