@@ -146,6 +146,7 @@ TRACK_SETTINGS = [
     "curriculum.mine_factor=4",
     "model.field_mix=au_gate",
     "model.pose_decoder=head",
+    "model.au_within_head=true",
     "loss.sparsity=0.03",
     "loss.sparsity_with_twins=true",
     "loss.gate=0.01",
