@@ -529,9 +529,21 @@ def test_au_within_head_applies_the_au_field_on_the_head_only() -> None:
     assert torch.allclose(out.field[corners], out.field_pose[corners], atol=tolerance)
     expected = out.field_pose + torch.sigmoid(out.mask_au) * support * out.field_au
     assert torch.allclose(out.field, expected)
-    # gradients reach the head's placement through the AU term too
-    out.reconstruction.mean().backward()
-    assert model.pose_decoder.place[-1].weight.grad.abs().max() > 0
+
+    # gradients reach the head's placement through the AU term too, unless au_moves_head=False
+    def placement_grad_from_au(spec: TCAESpec) -> float:
+        torch.manual_seed(0)
+        model = TCAE(spec)
+        out = model(_image(seed=1), _image(seed=2))
+        # the AU field's part of tau only: the pose field's own path to the placement is left out
+        (out.alpha_au * out.field_au.detach()).sum().backward()
+        grad = model.pose_decoder.place[-1].weight.grad  # None: no path at all
+        return 0.0 if grad is None else float(grad.abs().max())
+
+    assert placement_grad_from_au(spec) > 0
+    assert placement_grad_from_au(_head_spec(au_within_head=True, au_moves_head=False)) == 0
+    with pytest.raises(ValueError, match="au_moves_head=False needs au_within_head=True"):
+        _head_spec(au_moves_head=False)
     with pytest.raises(ValueError, match="au_within_head needs pose_decoder='head'"):
         TCAESpec(input_size=32, field_mix="au_gate", pose_decoder="rigid", au_within_head=True)
     with pytest.raises(ValueError, match="an AU support needs the au_gate mix"):

@@ -72,6 +72,9 @@ class TCAEModelConfig:
     # With pose_decoder "head": the AU gate times the head's support, so no AU motion off the head (see
     # TCAESpec.au_within_head; False: the gate alone).
     au_within_head: bool | None = None
+    # With au_within_head: False detaches the head's support in the AU gate, so the AU term does not move
+    # the head's placement (see TCAESpec.au_moves_head; True by default).
+    au_moves_head: bool | None = None
 
     def spec(self) -> TCAESpec:
         overrides = {
@@ -90,6 +93,7 @@ class TCAEModelConfig:
                 ("head_support", self.head_support),
                 ("head_outline", self.head_outline),
                 ("au_within_head", self.au_within_head),
+                ("au_moves_head", self.au_moves_head),
             )
             if v is not None
         }
