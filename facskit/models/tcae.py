@@ -154,8 +154,8 @@ class TCAESpec:
     au_within_head: bool = False
     # au_within_head only. True: the AU term's gradient reaches the head's placement through the support.
     # False: the support is detached in the AU gate, so only the reconstruction through the pose field and
-    # the pose terms place the head, and psi_t has no reason to learn where the AU motion is. Measured
-    # (thirteenth session): False in six seeds of six met the three criteria (True: seven of eight).
+    # the pose terms place the head, and psi_t has no reason to learn where the AU motion is (measured in
+    # benchmarks/results/tcae.md, thirteenth session).
     au_moves_head: bool = True
 
     def __post_init__(self) -> None:
