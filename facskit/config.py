@@ -402,8 +402,8 @@ def _read_yaml_mapping(
     path = Path(name_or_path)
     folder: Path | None = None
     if path.is_file():
-        text, source, folder = path.read_text(), str(path), path.resolve().parent
-        identity = str(path.resolve())
+        resolved = path.resolve()
+        text, source, folder, identity = path.read_text(), str(path), resolved.parent, str(resolved)
     else:
         stem = str(name_or_path).removesuffix(".yaml")
         if stem not in presets:

@@ -295,7 +295,7 @@ def apply_tcae_overrides(config: TCAEConfig, overrides: typing.Iterable[str]) ->
 
 
 def load_tcae_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> TCAEConfig:
-    """A preset name (``tcae``, ``tcae-lite``, ``tcae-lite-track``) or a YAML path, with ``key=value``
+    """A preset name (one of :func:`facskit.config.tcae_presets`) or a YAML path, with ``key=value``
     overrides applied."""
     config = read_config_source(name_or_path, tcae_presets(), tcae_config_from_dict)
     return apply_tcae_overrides(config, overrides)
