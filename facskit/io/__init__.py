@@ -2,7 +2,15 @@
 streams of `Frame`s (uint8 RGB, index, timestamp in seconds). Nothing is loaded whole."""
 
 from facskit.io.frames import Frame, MediaInfo, iter_frames, probe
-from facskit.io.image import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, image_size, read_image
+from facskit.io.image import (
+    MAX_IMAGE_PIXELS,
+    MIN_IMAGE_SIDE,
+    image_page_count,
+    image_size,
+    image_to_rgb,
+    iter_image_pages,
+    read_image,
+)
 from facskit.io.media import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -25,7 +33,10 @@ __all__ = [
     "MediaKind",
     "Progress",
     "expand_path",
+    "image_page_count",
     "image_size",
+    "image_to_rgb",
+    "iter_image_pages",
     "iter_frames",
     "iter_media",
     "media_kind",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facskit.io.image import image_size, read_image
+from facskit.io.image import image_page_count, image_size, iter_image_pages
 from facskit.io.media import MediaFile, MediaKind, media_kind
 from facskit.io.video import iter_video_frames, probe_video
 
@@ -46,7 +46,7 @@ def probe(path: str | os.PathLike[str] | MediaFile) -> MediaInfo:
     media = _as_media(path)
     if media.kind is MediaKind.IMAGE:
         width, height = image_size(media.path)
-        return MediaInfo(MediaKind.IMAGE, 1, None, width, height)
+        return MediaInfo(MediaKind.IMAGE, image_page_count(media.path), None, width, height)
     info = probe_video(media.path)
     return MediaInfo(MediaKind.VIDEO, info.frame_count, info.fps, info.width, info.height)
 
@@ -56,11 +56,14 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Stream the frames of an image (one frame: index 0, timestamp 0.0) or a video (every `every`-th).
 
+    A multi-page image (TIFF stack, animated WebP/PNG) is one frame per page, every page (index = page, each
+    a still picture with timestamp 0.0: pages carry no clock), so no page is dropped unseen.
     Errors are MediaError naming the file; a video that breaks off raises after its last good frame.
     """
     media = _as_media(path)
     if media.kind is MediaKind.IMAGE:
-        yield Frame(0, 0.0, read_image(media.path))
+        for page, image in enumerate(iter_image_pages(media.path)):
+            yield Frame(page, 0.0, image)
         return
     for frame in iter_video_frames(media.path, every=every, threads=threads):
         yield Frame(frame.index, frame.timestamp, frame.image)

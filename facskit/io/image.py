@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,58 @@ def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).copy()
 
 
+def image_to_rgb(image: Image.Image) -> np.ndarray:
+    """An in-memory Pillow image as (H, W, 3) uint8 RGB, EXIF orientation applied: what :func:`read_image`
+    gives for the same picture on disk, so ``Detector().analyze(pil_image)`` and a file agree."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        upright = ImageOps.exif_transpose(image)
+    return _to_rgb_uint8(upright if upright is not None else image)
+
+
+def image_page_count(path: str | os.PathLike[str]) -> int:
+    """Pages (frames) of a still image file: several for a multi-page TIFF or an animated WebP/PNG, else 1."""
+    path = Path(path)
+    try:
+        with _open(path) as image:
+            return max(1, int(getattr(image, "n_frames", 1)))
+    except MediaError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as error:
+        raise MediaError(f"{path}: not a readable image ({_reason(error)})") from None
+
+
+def iter_image_pages(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+    """Every page of an image file in order, each as :func:`read_image` decodes a one-page file.
+
+    A multi-page TIFF is a stack of pictures (a scan session, a microscope series): analysing only its first
+    page would drop the rest without a word, so each page is a frame. Each page's size is checked before it
+    is decoded; a page that cannot be read raises MediaError after the good pages before it.
+    """
+    path = Path(path)
+    page = 0
+    try:
+        with _open(path) as image:
+            pages = max(1, int(getattr(image, "n_frames", 1)))
+            for page in range(pages):
+                if page:
+                    image.seek(page)
+                _check_size(path, *image.size)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the pixels are still fine
+                    image.load()
+                    upright = ImageOps.exif_transpose(image)
+                yield _to_rgb_uint8(upright if upright is not None else image)
+    except MediaError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as error:
+        where = f" page {page + 1}" if page else ""
+        raise MediaError(f"{path}:{where} not a readable image ({_reason(error)})") from None
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode a still image to (H, W, 3) uint8 RGB with EXIF orientation applied.
+    """Decode a still image (its first page: :func:`iter_image_pages` reads them all) to (H, W, 3) uint8 RGB
+    with EXIF orientation applied.
 
     Raises MediaError naming the file for an unreadable or truncated file, or one whose size (read from
     the header before decoding) is below MIN_IMAGE_SIDE or above MAX_IMAGE_PIXELS.

@@ -93,7 +93,19 @@ def expand_path(path: str | os.PathLike[str]) -> list[MediaFile]:
         return found
     if candidate.exists():
         raise MediaError(f"{text}: not a regular file or folder")
+    if candidate.is_symlink():
+        raise MediaError(f"{text}: a broken symbolic link (or a loop of links)")
     raise UsageError(f"{text}: no such file or folder")
+
+
+def resolved(path: Path) -> Path:
+    """``path`` made absolute with its symbolic links followed, or only absolute where they cannot be (a
+    symlink loop, a dangling link): such an entry is still listed, and reading it fails with a one-line
+    MediaError for that entry alone instead of an exception that loses every other input."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: "Symlink loop" (Python < 3.13)
+        return Path(os.path.abspath(path))
 
 
 def iter_media(paths: Iterable[str | os.PathLike[str]]) -> Iterator[MediaFile]:
@@ -101,7 +113,7 @@ def iter_media(paths: Iterable[str | os.PathLike[str]]) -> Iterator[MediaFile]:
     seen: set[Path] = set()
     for path in paths:
         for media in expand_path(path):
-            key = media.path.resolve()
+            key = resolved(media.path)
             if key not in seen:
                 seen.add(key)
                 yield media
