@@ -149,7 +149,7 @@ def load_checkpoint(
 ) -> tuple[AUModel, dict[str, Any]]:
     """Rebuild the model stored at `path`; returns `(model in eval mode, info)` where `info` is the
     checkpoint without its weights. Any problem raises a one-line `CheckpointError`."""
-    from facskit.models.registry import build_model
+    from facskit.models.registry import model_shell
 
     data = read_torch_file(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -164,13 +164,17 @@ def load_checkpoint(
         )
     try:
         spec = ModelSpec.from_dict(data["spec"])
-        model = build_model(spec)
+        # Shapes only (meta device): the spec's size is checked, and the file's weights compared with
+        # it, before a single weight of the network is allocated.
+        shell = model_shell(spec)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: invalid model spec ({_first_line(error)})") from None
     weights = data.get("state_dict")
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: no weights (state_dict) in the checkpoint")
-    _check_weights(path, model, weights, what=f"model {spec.name!r}")
+    _check_weights(path, shell, weights, what=f"model {spec.name!r}")
+    check_finite(path, weights)
+    model = type(shell)(spec, **spec.kwargs)
     model.load_state_dict(weights, strict=True)
     model.to(map_location).eval()
     info = {k: v for k, v in data.items() if k != "state_dict"}
@@ -199,6 +203,26 @@ def _check_weights(path: str | Path, model: torch.nn.Module, weights: dict[str, 
         problems.append(f"not tensors ({short_list(not_tensors)})")
     if problems:
         raise CheckpointError(f"{path}: weights do not match {what}: {'; '.join(problems)}")
+
+
+def check_finite(path: str | Path, weights: dict[str, Any]) -> None:
+    """CheckpointError naming `path` when a floating-point tensor of `weights` holds NaN or Inf.
+
+    A diverged training run saves such weights without complaint; loaded, they make every AU value NaN
+    (read out as "no value" for a face that was found) on one backend and trip an assertion in another.
+    """
+    bad = [
+        str(name)
+        for name, tensor in weights.items()
+        if isinstance(tensor, Tensor)
+        and (tensor.is_floating_point() or tensor.is_complex())
+        and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensors hold NaN or Inf ({short_list(bad)}); the run that wrote it "
+            "diverged: use an earlier checkpoint or retrain with a lower learning rate"
+        )
 
 
 def load_model(name_or_path: str | Path, **overrides: Any) -> AUModel:
@@ -233,5 +257,6 @@ def import_audetector(path: str | Path, allow_pickle: bool = False) -> AUModel:
     weights = {str(k).removeprefix("module."): v for k, v in data.items()}
     model = create_model("bmvc2018", aus=BP4D_AUS)
     _check_weights(path, model, weights, what="the BMVC'18 Hourglass (specs/bmvc2018_checkpoint_layout.tsv)")
+    check_finite(path, weights)
     model.load_state_dict(weights, strict=True)
     return model.eval()

@@ -33,6 +33,16 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class ModelOptionError(UsageError, ValueError):
+    """A model option out of range or of the wrong kind (`create_model("bmvc2018", width=12)`): a usage
+    error for the CLI (one line, exit 2) that is still the ValueError callers of the builders catch."""
+
+
+# Largest network (weights and buffers, in elements) a spec may describe: 500 M float32 = 2 GB, 7x the
+# paper's SCC network (68 M). Bigger specs come from a typo or a hostile file, not from an experiment.
+MAX_MODEL_ELEMENTS = 500_000_000
+
+
 def register_model(function: Callable[..., AUModel]) -> Callable[..., AUModel]:
     """Register `function` under its name with underscores as dashes (`bmvc2018_lite` -> `bmvc2018-lite`)."""
     _REGISTRY[function.__name__.replace("_", "-")] = function
@@ -50,8 +60,33 @@ def create_model(name: str, **overrides: Any) -> AUModel:
     return _REGISTRY[name](**overrides)
 
 
-def build_model(spec: ModelSpec) -> AUModel:
-    """The one builder: a model from its spec (used by the variants and by `load_checkpoint`)."""
+def _check_arch_args(spec: ModelSpec) -> None:
+    """Each architecture argument of the kind of its default in ARCH_DEFAULTS (a whole number where the
+    default is one, a list of the same kind of items where it is a tuple), so a string or a float from a
+    YAML override or a checkpoint is refused by name instead of failing deep inside a layer."""
+    for key, value in spec.kwargs.items():
+        default = ARCH_DEFAULTS[spec.arch][key]
+        values, defaults = (value, default) if isinstance(default, tuple) else ((value,), (default,))
+        kind = type(defaults[0])
+        if not isinstance(values, tuple) or not values:
+            raise ValueError(f"{spec.arch} argument {key} must be a list of {kind.__name__}, not {value!r}")
+        for item in values:
+            if type(item) is not kind:  # bool is an int subclass: `width: true` is not a width
+                raise ValueError(f"{spec.arch} argument {key} must be {kind.__name__}, not {value!r}")
+            if kind is int and item < 1:
+                raise ValueError(f"{spec.arch} argument {key} must be >= 1, not {value!r}")
+
+
+def model_shell(spec: ModelSpec) -> AUModel:
+    """The network `spec` describes on PyTorch's "meta" device: every parameter's shape, no memory.
+
+    A spec is a few numbers that decide the network's size; a checkpoint of a few hundred bytes (or an
+    override such as `model.overrides.width=100000000`) could otherwise make the builder allocate
+    gigabytes before anything is checked. Raises ValueError for arguments of the wrong kind and for a
+    network over MAX_MODEL_ELEMENTS; `load_checkpoint` compares a file's weight shapes against the shell.
+    """
+    import torch
+
     from facskit.models.hourglass import HourglassNet
     from facskit.models.scc import SCCNet
 
@@ -61,7 +96,27 @@ def build_model(spec: ModelSpec) -> AUModel:
     unknown = sorted(set(spec.kwargs) - set(ARCH_DEFAULTS[spec.arch]))
     if unknown:
         raise ValueError(f"unknown {spec.arch} arguments {unknown}")
-    return builders[spec.arch](spec, **spec.kwargs)
+    _check_arch_args(spec)
+    with torch.device("meta"):
+        shell = builders[spec.arch](spec, **spec.kwargs)
+    elements = sum(tensor.numel() for tensor in shell.state_dict().values())
+    if elements > MAX_MODEL_ELEMENTS:
+        raise ValueError(
+            f"{spec.arch} network of {elements / 1e6:,.0f} M weights ({spec.kwargs}, input {spec.input_size})"
+            " "
+            f"exceeds facskit's bound of {MAX_MODEL_ELEMENTS / 1e6:,.0f} M"
+        )
+    return shell
+
+
+def build_model(spec: ModelSpec) -> AUModel:
+    """The one builder: a model from its spec (used by the variants and by `load_checkpoint`).
+
+    The network is first described on the meta device (:func:`model_shell`), so an absurd spec is a
+    ValueError, not an out-of-memory kill.
+    """
+    shell = model_shell(spec)
+    return type(shell)(spec, **spec.kwargs)
 
 
 def _variant(
@@ -77,8 +132,11 @@ def _variant(
         else:
             valid = ", ".join(sorted(spec_fields | set(args)))
             raise UsageError(f"model {name!r} has no option {key!r}; valid options: {valid}")
-    spec = ModelSpec(name=name, arch=arch, arch_args=tuple(args.items()), **fields)  # type: ignore[arg-type]
-    return build_model(spec)
+    try:
+        spec = ModelSpec(name=name, arch=arch, arch_args=tuple(args.items()), **fields)  # type: ignore[arg-type]
+        return build_model(spec)
+    except ValueError as error:  # an override out of range: the user's input, so one line, exit 2
+        raise ModelOptionError(f"model {name!r}: {error}") from None
 
 
 def _bmvc(name: str, arch_args: dict[str, Any], overrides: dict[str, Any], input_size: int = 256) -> AUModel:

@@ -36,6 +36,14 @@ INTENSITY_MIN = 0.0
 INTENSITY_MAX = 5.0
 READOUT = "max_clip_0_5"
 
+# Bounds of a spec's sizes. A spec is small and its network's size follows from it, so a checkpoint of a
+# few bytes could otherwise ask for gigabytes before its weights are read. The papers use 256-pixel inputs
+# and crops and at most 12 AUs; these leave room for larger experiments and refuse only the absurd.
+MAX_INPUT_SIZE = 1024
+MAX_CROP_SIZE = 2048
+MAX_AUS = 64
+MAX_AU_CODE = 999
+
 # BMVC'18 feeds RGB / 255; AAAI'20 subtracts the ImageNet RGB means on the 0-255 scale (no scaling).
 BMVC_MEAN = (0.0, 0.0, 0.0)
 BMVC_STD = (255.0, 255.0, 255.0)
@@ -64,16 +72,36 @@ class ModelSpec:
     readout: str = READOUT  # heatmaps -> intensities rule (see intensity_from_heatmaps)
 
     def __post_init__(self) -> None:
+        # A spec also arrives from a checkpoint someone sent: every field is checked for its type and a
+        # sane range here, before a network (whose size follows from these numbers) is ever built.
+        for name in ("name", "arch", "alignment", "readout"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, not {getattr(self, name)!r}")
         if self.convention not in ("bmvc", "scc"):
             raise ValueError(f"heatmap convention must be 'bmvc' or 'scc', not {self.convention!r}")
+        input_size = _whole(self.input_size, "input_size", 4, MAX_INPUT_SIZE)
+        if input_size % 4:
+            raise ValueError(f"input_size must be a multiple of 4, not {input_size}")
+        crop_size = _whole(self.crop_size, "crop_size", 8, MAX_CROP_SIZE)
+        if isinstance(self.aus, str | bytes) or not isinstance(self.aus, list | tuple):
+            raise ValueError(f"aus must be a list of AU codes, not {self.aus!r}")
         if not self.aus:
             raise ValueError("a model needs at least one AU")
-        if self.input_size % 4:
-            raise ValueError(f"input_size must be a multiple of 4, not {self.input_size}")
+        if len(self.aus) > MAX_AUS:
+            raise ValueError(f"a model predicts at most {MAX_AUS} AUs, not {len(self.aus)}")
         # Normalise types so a spec read back from a checkpoint compares equal to the original.
-        object.__setattr__(self, "aus", tuple(int(a) for a in self.aus))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "input_size", input_size)
+        object.__setattr__(self, "crop_size", crop_size)
+        object.__setattr__(self, "aus", tuple(_whole(a, "an AU code", 1, MAX_AU_CODE) for a in self.aus))
+        object.__setattr__(self, "mean", _finite_triple(self.mean, "mean"))
+        object.__setattr__(self, "std", _finite_triple(self.std, "std"))
+        if 0.0 in self.std:
+            raise ValueError(f"std divides the input and must not hold 0, got {list(self.std)}")
+        pairs = self.arch_args
+        if not isinstance(pairs, list | tuple) or any(
+            not isinstance(p, list | tuple) or len(p) != 2 for p in pairs
+        ):
+            raise ValueError(f"arch_args must be (name, value) pairs, not {pairs!r}")
         object.__setattr__(self, "arch_args", tuple(sorted((str(k), _freeze(v)) for k, v in self.arch_args)))
 
     @property
@@ -111,6 +139,27 @@ class ModelSpec:
         values = dict(data)
         values["arch_args"] = tuple(dict(values.get("arch_args", {})).items())
         return cls(**values)
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an int in ``low..high``; a bool, float or string is refused, not rounded or parsed."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
+    return int(value)
+
+
+def _finite_triple(value: Any, name: str) -> tuple[float, float, float]:
+    """Three finite numbers (one per RGB channel) as floats."""
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) != 3:
+        raise ValueError(f"{name} must be three numbers (R, G, B), not {value!r}")
+    if not all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{name} must be three numbers (R, G, B), not {value!r}")
+    floats = tuple(float(v) for v in value)
+    if not all(np.isfinite(floats)):
+        raise ValueError(f"{name} must be finite, not {list(floats)}")
+    return floats  # type: ignore[return-value]
 
 
 def _freeze(value: Any) -> Any:

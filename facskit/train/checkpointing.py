@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from facskit.errors import CheckpointError
-from facskit.models.checkpoint import read_torch_file, save_checkpoint
+from facskit.models.checkpoint import check_finite, read_torch_file, save_checkpoint
 
 __all__ = [
     "TrainingState",
@@ -31,6 +31,19 @@ __all__ = [
 
 # A plain dict keeps the checkpoint readable with weights_only=True; these are its keys.
 TrainingState = dict[str, Any]
+
+# What the loop reads back from a resume record (the "scaler" entry exists only with a gradient scaler).
+RESUME_KEYS = (
+    "epoch",
+    "step_in_epoch",
+    "global_step",
+    "best",
+    "loss_sum",
+    "loss_steps",
+    "optimizer",
+    "scheduler",
+    "rng",
+)
 
 
 def rng_state() -> dict[str, Any]:
@@ -84,8 +97,21 @@ def read_training_checkpoint(path: Path) -> dict[str, Any]:
     """The raw checkpoint dict (weights under ``state_dict``); CheckpointError if it cannot resume."""
     data = read_torch_file(path)
     extra = data.get("extra", {}) if isinstance(data, dict) else {}
-    if "resume" not in extra or "config" not in extra:
+    if not isinstance(extra, dict) or "resume" not in extra or "config" not in extra:
         raise CheckpointError(f"{path}: not a resumable training checkpoint (no resume record)")
+    if not isinstance(extra["resume"], dict) or not isinstance(extra["config"], dict):
+        raise CheckpointError(f"{path}: its resume record or config is not a mapping; the file is damaged")
+    resume = extra["resume"]
+    missing = [key for key in RESUME_KEYS if key not in resume]
+    if missing:
+        raise CheckpointError(f"{path}: its resume record lacks {', '.join(missing)}; the file is damaged")
+    counters = ("epoch", "step_in_epoch", "global_step", "loss_steps")
+    if any(isinstance(resume[k], bool) or not isinstance(resume[k], int) or resume[k] < 0 for k in counters):
+        raise CheckpointError(f"{path}: its resume record's counters are not whole numbers >= 0")
+    if not isinstance(data.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: no weights (state_dict) in the checkpoint")
+    # Resuming from NaN weights would only train NaN further.
+    check_finite(path, data["state_dict"])
     return data
 
 
@@ -128,5 +154,6 @@ def load_init_weights(model: nn.Module, path: str | Path) -> tuple[int, int]:
                 break
     if not copied:
         raise CheckpointError(f"{path}: no parameter matches the model by name and shape; nothing copied")
+    check_finite(path, copied)
     model.load_state_dict(copied, strict=False)
     return len(copied), len(own)
