@@ -47,6 +47,18 @@ def find_results(folder: Path) -> list[Path]:
     return paths
 
 
+# Characters JSON may hold as they are that end or change a <script> element (`</script>`, `<!--`, `]]>`),
+# or that older JavaScript parsers take as line ends; each becomes its JSON escape (JSON.parse reads it back).
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON safe to embed in an HTML ``<script>`` element: a file named ``<!--<script>.jpg``
+    cannot end the element early or hide the rest of the page."""
+    text = json.dumps(data, ensure_ascii=False)
+    return "".join(SCRIPT_ESCAPES.get(c, c) for c in text)
+
+
 def _png(fig_or_image: Any) -> str:
     """A data URI for a matplotlib Figure or an RGB uint8 array."""
     buffer = io.BytesIO()
@@ -332,9 +344,7 @@ def build_report(folder: Path | str, title: str | None = None) -> str:
         "<h2>Time series</h2>",
         "<p><select id='series-select'></select> <span id='au-boxes'></span></p>",
         "<svg id='chart' xmlns='http://www.w3.org/2000/svg' data-rendered='no'></svg>",
-        "<script type='application/json' id='series-data'>"
-        + json.dumps(series_data(results)).replace("</", "<\\/")
-        + "</script>",
+        "<script type='application/json' id='series-data'>" + script_json(series_data(results)) + "</script>",
         "<h2>Distributions and co-occurrence</h2>",
     ]
     combined = pd.concat([pd.DataFrame(r) for r in results], ignore_index=True)

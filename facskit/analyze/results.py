@@ -32,6 +32,8 @@ OCCURRENCE_SUFFIX = "_c"
 # The key under which the attrs travel: a Parquet schema metadata key and the name of the CSV sidecar.
 ATTRS_KEY = "facskit.attrs"
 CSV_SIDECAR_SUFFIX = ".meta.json"
+# A sidecar key that is not an attr: what the CSV looked like when it was written (its size in bytes).
+FILE_CHECK_KEY = "facskit.file"
 # Occurrence threshold on the 0-5 intensity scale: DISFA's and FERA 2015's convention (intensity >= 2, "B").
 DEFAULT_THRESHOLD = 2.0
 
@@ -394,7 +396,8 @@ def write_result_parts(
     """
     path = Path(path)
     fmt = fmt or _format_of(path)
-    attrs_json = json.dumps(dict(attrs), sort_keys=True)
+    attrs = {k: v for k, v in dict(attrs).items() if k != FILE_CHECK_KEY}
+    attrs_json = json.dumps(attrs, sort_keys=True)
     if fmt == "csv":
 
         def write_csv(tmp: Path) -> None:
@@ -407,8 +410,11 @@ def write_result_parts(
                 raise ValueError("write_result_parts needs at least one block of rows")
 
         atomic_write(path, write_csv)
-        sidecar = path.with_name(path.name + CSV_SIDECAR_SUFFIX)
-        atomic_write(sidecar, lambda tmp: tmp.write_text(attrs_json + "\n"))
+        # The sidecar, written second, records the CSV's size: a reader can tell a CSV cut short (or one whose
+        # sidecar never came) from a complete one, which the CSV alone cannot show.
+        check = {FILE_CHECK_KEY: {"bytes": path.stat().st_size}}
+        sidecar_json = json.dumps({**attrs, **check}, sort_keys=True)
+        atomic_write(csv_sidecar(path), lambda tmp: tmp.write_text(sidecar_json + "\n"))
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -440,42 +446,106 @@ def read_result(path: Path | str) -> AUResult:
 
     The schema is applied again, so dtypes are the same as before the write, and the attrs come back.
     """
+    import pyarrow as pa
+
     path = Path(path)
     fmt, header, attrs = _header_and_attrs(path)
-    if fmt == "csv":
-        if "success" in header and "face_detected" not in header:
-            frame = pd.read_csv(path)
+    try:
+        if fmt == "csv":
+            if "success" in header and "face_detected" not in header:
+                frame = pd.read_csv(path)
+            else:
+                aus = attrs.get("aus") or aus_from_columns(header)
+                dtypes = result_dtypes(aus)
+                frame = pd.read_csv(path, dtype={c: d for c, d in dtypes.items() if c in header})
         else:
-            aus = attrs.get("aus") or aus_from_columns(header)
-            dtypes = result_dtypes(aus)
-            frame = pd.read_csv(path, dtype={c: d for c, d in dtypes.items() if c in header})
-    else:
-        import pyarrow.parquet as pq
+            import pyarrow.parquet as pq
 
-        frame = pq.read_table(path).to_pandas()
-    if "success" in frame.columns and "face_detected" not in frame.columns:
-        frame = from_openface_columns(frame)
-    aus = tuple(int(a) for a in attrs.get("aus") or aus_from_columns(frame.columns))
-    attrs.setdefault("aus", list(aus))
-    return as_result(frame, attrs)
+            frame = pq.read_table(path).to_pandas()
+        if "success" in frame.columns and "face_detected" not in frame.columns:
+            frame = from_openface_columns(frame)
+        aus = tuple(int(a) for a in attrs.get("aus") or aus_from_columns(frame.columns))
+        attrs.setdefault("aus", list(aus))
+        return as_result(frame, attrs)
+    except FacskitError as error:
+        raise FacskitError(f"{path}: {error}") from None
+    except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as error:
+        # A row cut in half, a value of the wrong type: the table is not what facskit wrote.
+        raise FacskitError(f"{path}: not a readable result table ({_first_line(error)})") from None
+
+
+def csv_sidecar(path: Path | str) -> Path:
+    """The ``.meta.json`` beside a CSV result: its attrs and the size the CSV was written with."""
+    path = Path(path)
+    return path.with_name(path.name + CSV_SIDECAR_SUFFIX)
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The attrs of a CSV result from its sidecar, or None when there is no sidecar.
+
+    Raises a one-line :class:`FacskitError` for a sidecar that is not JSON, and for a CSV whose size is not
+    the one its sidecar recorded (cut short, or edited since facskit wrote it). Sidecars of older facskit
+    versions record no size and are taken as they are.
+    """
+    sidecar = csv_sidecar(path)
+    if not sidecar.is_file():
+        return None
+    try:
+        attrs = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as error:
+        raise FacskitError(f"{sidecar}: unreadable result metadata ({_first_line(error)})") from None
+    if not isinstance(attrs, dict):
+        raise FacskitError(f"{sidecar}: unreadable result metadata (not a JSON object)")
+    check = attrs.pop(FILE_CHECK_KEY, None)
+    if isinstance(check, dict) and "bytes" in check:
+        size = path.stat().st_size
+        if size != check["bytes"]:
+            raise FacskitError(
+                f"{path}: {size} bytes, but {sidecar.name} records {check['bytes']}: the result was cut "
+                "short or changed after facskit wrote it; rerun `facskit analyze` into its folder to redo it"
+            )
+    return attrs
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_attrs(path: Path | str) -> dict[str, Any]:
+    """The attrs of a result file without reading its rows; a one-line :class:`FacskitError` for a file that
+    is not a complete result (see :func:`read_sidecar`)."""
+    return _header_and_attrs(Path(path))[2]
 
 
 def _header_and_attrs(path: Path) -> tuple[ResultFormat, list[str], dict[str, Any]]:
-    """A result file's format, column names and attrs (CSV sidecar or Parquet metadata), without its rows."""
+    """A result file's format, column names and attrs (CSV sidecar or Parquet metadata), without its rows.
+
+    Every problem with the file is one line naming it: missing, not a table, truncated, bad metadata.
+    """
     if not path.is_file():
         raise UsageError(f"no such result file: {path}")
     fmt = _format_of(path)
-    attrs: dict[str, Any] = {}
     if fmt == "csv":
-        sidecar = path.with_name(path.name + CSV_SIDECAR_SUFFIX)
-        if sidecar.is_file():
-            attrs = json.loads(sidecar.read_text())
-        return fmt, list(pd.read_csv(path, nrows=0).columns), attrs
+        attrs = read_sidecar(path) or {}
+        try:
+            columns = list(pd.read_csv(path, nrows=0).columns)
+        except (ValueError, OSError, UnicodeDecodeError) as error:  # pandas' EmptyDataError is a ValueError
+            raise FacskitError(f"{path}: not a readable result table ({_first_line(error)})") from None
+        return fmt, columns, attrs
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise FacskitError(f"{path}: not a readable Parquet result ({_first_line(error)})") from None
     raw = (schema.metadata or {}).get(ATTRS_KEY.encode())
-    return fmt, list(schema.names), json.loads(raw) if raw else {}
+    try:
+        attrs = json.loads(raw) if raw else {}
+    except ValueError as error:
+        raise FacskitError(f"{path}: unreadable result metadata ({_first_line(error)})") from None
+    return fmt, list(schema.names), attrs if isinstance(attrs, dict) else {}
 
 
 def _format_of(path: Path) -> ResultFormat:
