@@ -157,11 +157,11 @@ class OnnxBackend:
 
         try:
             import onnxruntime as ort
-            from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf, NoSuchFile
         except ImportError:
             raise UsageError("the onnx backend needs onnxruntime: pip install 'facskit[onnx]'") from None
         self.path = Path(path)
         self.precision = precision
+        _check_onnx_file(self.path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -175,10 +175,16 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
-        except (InvalidProtobuf, NoSuchFile) as error:
-            raise CheckpointError(f"{self.path}: not a readable ONNX file ({error})") from None
-        self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
-        self.input_name = self.session.get_inputs()[0].name
+        except Exception as error:  # noqa: BLE001 - ORT's errors share no base class below Exception
+            raise CheckpointError(f"{self.path}: not a readable ONNX file ({_first_line(error)})") from None
+        try:
+            self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        except (ValueError, KeyError, TypeError) as error:  # a spec that is not JSON or not a spec
+            raise CheckpointError(f"{self.path}: invalid facskit model spec ({_first_line(error)})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise CheckpointError(f"{self.path}: takes {len(inputs)} inputs; a facskit export takes 1")
+        self.input_name = inputs[0].name
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
         from facskit.models.spec import preprocess_numpy
@@ -186,6 +192,20 @@ class OnnxBackend:
         x = preprocess_numpy(crops, self.spec)  # (B, 3, S, S)
         (maps,) = self.session.run(None, {self.input_name: x})
         return np.asarray(maps, dtype=np.float32)
+
+
+def _check_onnx_file(path: Path) -> None:
+    """One line naming the file for what ONNX Runtime would report at length (or not at all: an empty file
+    reads as a model with "no graph")."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such ONNX file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not an ONNX model")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def create_backend(

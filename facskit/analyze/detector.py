@@ -111,11 +111,10 @@ def resolve_model(
             onnx_backend = OnnxBackend(text, device=device)
             card.update(source=text, trained=None, backend="onnx", hash=_file_hash(Path(text)))
             return onnx_backend, card
-        from facskit.models.checkpoint import load_checkpoint
         from facskit.models.registry import create_model, list_models
 
         if Path(text).is_file():
-            net, info = load_checkpoint(text)
+            net, info = _load_checkpoint(text)
             card.update(
                 source=text,
                 trained=True,
@@ -138,6 +137,24 @@ def resolve_model(
     assert net is not None
     card["hash"] = _weights_hash(net)
     return select_backend(net, card["hash"], device, backend, precision), card
+
+
+def _load_checkpoint(path: str) -> tuple[AUModel, dict[str, Any]]:
+    """:func:`facskit.models.checkpoint.load_checkpoint`, its advice fitted to analysis: a file of pickled
+    Python objects is never unpickled here (that would run code from the file), so the hint names the
+    command that converts the one such file facskit knows, not an ``allow_pickle`` analysis does not have."""
+    from facskit.models.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as error:
+        if "pickle" not in str(error).lower():
+            raise
+        raise CheckpointError(
+            f"{path}: holds pickled Python objects, which analysis never loads (unpickling runs code from "
+            "the file); for the BMVC'18 AUdetector.pth.tar run `facskit import-weights` (it has "
+            "--allow-pickle) and pass the checkpoint it writes"
+        ) from None
 
 
 def _weights_hash(model: AUModel) -> str:
@@ -273,8 +290,9 @@ class Detector:
         the same numbers as an uninterrupted one. ``observe(frame_index, tracker)`` sees the tracker after
         every video frame (used by the Ray fan-out to stitch chunks); it implies the pipelined engine.
         """
-        if not isinstance(source, np.ndarray):
-            source = self._media(source)
+        if _is_pil_image(source):
+            source = _as_array(source)
+        source = _check_array(source) if isinstance(source, np.ndarray) else self._media(source)
         label = label or (ARRAY_FILE if isinstance(source, np.ndarray) else os.fspath(source.path))
         pipeline = AnalysisPipeline(
             self.backend,
@@ -365,17 +383,31 @@ class Detector:
 
     def sources(self, inputs: Source | Sequence[Source]) -> list[tuple[str, Source]]:
         """``(label, source)`` per input: files, folders and globs expanded by :func:`facskit.io.iter_media`;
-        arrays labelled ``<array>`` (``<array>N`` among several)."""
-        if isinstance(inputs, np.ndarray):
-            return [(ARRAY_FILE, _check_array(inputs))]
-        items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+        arrays (and Pillow images, converted to arrays) labelled ``<array>`` (``<array>N`` among several).
+
+        Anything else (``None``, bytes, a number) is a :class:`UsageError` saying what is accepted, rather
+        than whatever exception the first library to touch it would raise.
+        """
+        from facskit.io import MediaFile
+
+        if _is_single(inputs):
+            items = [inputs]
+        elif isinstance(inputs, bytes | Mapping) or not hasattr(inputs, "__iter__"):
+            raise UsageError(_not_accepted(inputs))
+        else:
+            items = list(inputs)
         out: list[tuple[str, Source]] = []
         paths: list[str | os.PathLike[str]] = []
         for n, item in enumerate(items):
-            if isinstance(item, np.ndarray):
-                out.append((f"{ARRAY_FILE}{n}" if len(items) > 1 else ARRAY_FILE, _check_array(item)))
-            else:
+            if isinstance(item, np.ndarray) or _is_pil_image(item):
+                label = f"{ARRAY_FILE}{n}" if len(items) > 1 else ARRAY_FILE
+                out.append((label, _check_array(_as_array(item))))
+            elif isinstance(item, MediaFile):
+                paths.append(item.path)
+            elif isinstance(item, str | os.PathLike):
                 paths.append(item)
+            else:
+                raise UsageError(_not_accepted(item))
         if paths:
             from facskit.io import iter_media
 
@@ -395,6 +427,8 @@ class Detector:
 
         if isinstance(source, MediaFile):
             return source
+        if not isinstance(source, str | os.PathLike):
+            raise UsageError(_not_accepted(source))
         found = list(iter_media([os.fspath(source)]))
         if len(found) != 1:
             raise UsageError(f"{source} names {len(found)} media files; pass them to analyze() instead")
@@ -427,9 +461,60 @@ def shared_front_end(every: int) -> Any:
     return FaceFrontEnd(detect_every=every)
 
 
+ACCEPTED_INPUTS = (
+    "a path (file, folder or glob pattern), a facskit.io.MediaFile, an RGB uint8 array (H, W, 3), "
+    "a PIL image, or a list of these"
+)
+
+
+def _not_accepted(item: Any) -> str:
+    return f"cannot analyse {type(item).__name__} {_short_repr(item)}: pass {ACCEPTED_INPUTS}"
+
+
+def _short_repr(item: Any, limit: int = 60) -> str:
+    text = repr(item)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_single(inputs: Any) -> bool:
+    """One input rather than a collection of them (a string is a sequence, an array is iterable)."""
+    from facskit.io import MediaFile
+
+    return isinstance(inputs, str | os.PathLike | np.ndarray | MediaFile) or _is_pil_image(inputs)
+
+
+def _is_pil_image(item: Any) -> bool:
+    """Whether ``item`` is a Pillow image, without importing Pillow for callers that never pass one."""
+    import sys
+
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(item, pil.Image)
+
+
+def _as_array(image: Any) -> np.ndarray:
+    """A Pillow image (any mode, EXIF-rotated as a file would be) or an array, as an array."""
+    if isinstance(image, np.ndarray):
+        return image
+    from facskit.io import image_to_rgb
+
+    try:
+        return image_to_rgb(image)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot convert the PIL image {_short_repr(image)} to RGB ({error})") from None
+
+
 def _check_array(image: np.ndarray) -> np.ndarray:
+    """An image array the face detector can take: (H, W, 3) uint8 RGB, at least MIN_IMAGE_SIDE a side (what
+    :func:`facskit.io.read_image` asks of a file; an empty array would fail deep inside OpenCV)."""
+    from facskit.io import MIN_IMAGE_SIDE
+
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise UsageError(f"an image array must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+        raise UsageError(
+            f"an image array must be at least {MIN_IMAGE_SIDE} pixels a side to hold a face, "
+            f"got {image.shape}"
+        )
     return image
 
 
