@@ -35,11 +35,12 @@ FRAMES, STEP, CHUNK = 120, 3, 16  # 40 analysed frames (24 with a face, then non
 PARTS = 3
 
 
-def _whole_table(parts, target, fmt, detector, errors, openface_columns=False) -> int:
+def _whole_table(parts, target, fmt, detector, errors, openface_columns=False, provenance=None) -> int:
     """The former runner: every part in one table, finalised, written at once."""
     raw = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     result = detector.finalize(raw)
     result.attrs["errors"] = errors
+    result.attrs.update(provenance or {})
     table = to_openface_columns(result) if openface_columns else result
     if openface_columns:
         table.attrs = dict(result.attrs)
@@ -64,12 +65,12 @@ def test_streamed_result_equals_the_whole_table_result(tmp_path, media_dir, chec
     streamed = runner.assemble
     seen = {}
 
-    def both(parts, target, fmt, detector, errors, openface_columns=False):
+    def both(parts, target, fmt, detector, errors, openface_columns=False, provenance=None):
         seen["parts"] = len(parts)
-        reference = target.with_name("reference." + fmt)
+        reference = target.parent.parent / f"reference.{fmt}"  # outside the folder summary.csv covers
         seen["reference"] = reference
-        seen["rows"] = _whole_table(parts, reference, fmt, detector, errors, openface_columns)
-        rows = streamed(parts, target, fmt, detector, errors, openface_columns)
+        seen["rows"] = _whole_table(parts, reference, fmt, detector, errors, openface_columns, provenance)
+        rows = streamed(parts, target, fmt, detector, errors, openface_columns, provenance)
         assert rows == seen["rows"]
         return rows
 

@@ -57,8 +57,14 @@ def assemble(
     detector: Detector,
     errors: list[dict[str, str]],
     openface_columns: bool = False,
+    provenance: Mapping[str, Any] | None = None,
 ) -> int:
-    """Finalise the raw ``parts`` of one input (in order) into ``target``, atomically; returns its rows."""
+    """Finalise the raw ``parts`` of one input (in order) into ``target``, atomically; returns its rows.
+
+    ``provenance`` (the input and options that made the parts) joins the attrs, so the finished result says
+    what produced it. The parts must hold each (frame, face) once, in frame order: a part that starts at or
+    before the previous part's last frame is refused, so a result can never hold a row twice.
+    """
     aus = tuple(detector.aus)
     columns = [au_column(a) for a in aus]
     adjusted: np.ndarray | None = None  # (rows, AUs) float32: the intensities after smoothing/calibration
@@ -73,6 +79,7 @@ def assemble(
     attrs = detector.attrs()
     attrs.update(added)
     attrs["errors"] = errors
+    attrs.update(provenance or {})
     attrs = json.loads(json.dumps(attrs))  # what as_result keeps
     rows = [0]
     blocks = _finished_parts(parts, aus, detector.thresholds, attrs, adjusted, openface_columns, rows)
@@ -91,8 +98,13 @@ def _finished_parts(
 ) -> Iterator[pd.DataFrame]:
     """Each part finalised as the whole table would be, one at a time; counts the rows into ``rows[0]``."""
     columns = [au_column(a) for a in aus]
+    last_frame = -1
     for path in parts:
         raw = read_part(path)
+        frames = raw["frame"].to_numpy()
+        if len(frames) and (frames.min() <= last_frame or raw.duplicated(["frame", "face_id"]).any()):
+            raise FacskitError(f"{path} repeats frames of the parts before it; rerun to redo this input")
+        last_frame = int(frames.max()) if len(frames) else last_frame
         start, stop = rows[0], rows[0] + len(raw)
         if adjusted is not None:
             if stop > len(adjusted):

@@ -595,10 +595,10 @@ def analyze_to_dir_ray(
     log: Callable[[str], None] | None = None,
 ) -> RunReport:
     """``facskit analyze --ray``: the output folder of :func:`facskit.analyze.runner.analyze_to_dir` (one
-    result per input, ``summary.csv``, ``run.json``; finished inputs skipped). Overlay videos, saved heatmaps
-    and resuming half-done inputs stay with the single-process runner."""
-    from facskit.analyze.results import write_result
-    from facskit.analyze.runner import plan_run, write_summary
+    result per input, ``summary.csv``, ``run.json``; finished inputs skipped; the folder locked while it
+    runs; each result records its input and options). Overlay videos, saved heatmaps and resuming half-done
+    inputs stay with the single-process runner."""
+    from facskit.analyze.runner import output_lock
 
     if options.overlay_video or options.save_heatmaps or options.openface_columns:
         raise UsageError(
@@ -606,12 +606,33 @@ def analyze_to_dir_ray(
         )
     log = log or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(out_dir)
+    with output_lock(out_dir):
+        return _analyze_to_locked_dir_ray(
+            detector, inputs, out_dir, options, address, workers, cpus_per_task, log
+        )
+
+
+def _analyze_to_locked_dir_ray(
+    detector: Detector,
+    inputs: Sequence[Any],
+    out_dir: Path,
+    options: OutputOptions,
+    address: str | None,
+    workers: int | None,
+    cpus_per_task: int,
+    log: Callable[[str], None],
+) -> RunReport:
+    import shutil
+
+    from facskit.analyze.results import write_result
+    from facskit.analyze.runner import PARTS_DIR, plan_run, write_summary
+
     plan = plan_run(detector, inputs, out_dir, options, log)
     report = plan.report
-    targets = {label: target for label, _source, _name, target in plan.todo}
+    jobs = {job.label: job for job in plan.todo}
     stitched = analyze_ray_raw(
         detector,
-        list(targets),
+        list(jobs),
         address,
         workers,
         max_frames=options.max_frames,
@@ -622,15 +643,18 @@ def analyze_to_dir_ray(
         if not len(rows):
             report.errors.append((label, "; ".join(info["errors"]) or "no frame could be analysed"))
             continue
-        target = targets[label]
+        job = jobs[label]
         result = detector.finalize(rows)
         result.attrs["stitch"] = info
         result.attrs["errors"] = [{"file": label, "error": e} for e in info["errors"]]
-        write_result(result, target, options.fmt)
-        report.written.append(target)
+        result.attrs["input"] = job.provenance["input"]
+        result.attrs["run_options"] = job.provenance["options"]
+        write_result(result, job.target, options.fmt)
+        shutil.rmtree(out_dir / PARTS_DIR / job.name, ignore_errors=True)  # a single-process run's leftovers
+        report.written.append(job.target)
         report.errors.extend((label, e) for e in info["errors"])
-        log(f"{label}: {len(result)} rows -> {target.name}")
-    write_summary(out_dir, plan.targets)
+        log(f"{label}: {len(result)} rows -> {job.target.name}")
+    write_summary(out_dir)
     return report
 
 

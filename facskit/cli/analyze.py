@@ -3,8 +3,11 @@
     facskit analyze interview.mp4 photos/ --out results/
     facskit analyze clips/*.mp4 --out results/ --model my.ckpt --faces largest --format parquet --smooth 5
 
-Rerunning with the same ``--out`` skips finished inputs and resumes an interrupted video after its last
-written chunk. Exit code 0 when every input was analysed, 1 when some could not be (the others are kept).
+Rerunning with the same ``--out`` skips inputs finished by the same file and options and resumes an
+interrupted video after its last written chunk. ``--backend``/``--precision`` left at ``auto`` take the
+ones the folder's results were made with, so a resumed file is never half one backend and half another;
+other explicit ones are refused. One run writes a folder at a time (a second is refused). Exit code 0 when
+every input was analysed, 1 when some could not be (the others are kept).
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--chunk-frames and --max-frames must be >= 1")
     if args.cpus_per_task < 1:  # checked before --ray starts a cluster
         raise UsageError(f"--cpus-per-task must be >= 1, not {args.cpus_per_task}")
+    args.backend, args.precision = _folder_backend(args.out, args.backend, args.precision)
     if args.ray is not None:
         from facskit.analyze.backends import always_torch
         from facskit.analyze.distributed import start_ray
@@ -183,3 +187,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return report.exit_code
+
+
+def _folder_backend(out: str, backend: str, precision: str) -> tuple[str, str]:
+    """The folder's (backend, precision) where the user left them at ``auto`` and they agree with what was
+    given: an auto choice made afresh (the fastest path on this machine) could differ from the one the
+    folder's results and parts were made with, and the run would be refused for mixing them."""
+    from facskit.analyze.runner import recorded_backend
+
+    if "auto" not in (backend, precision):
+        return backend, precision
+    found = recorded_backend(out)
+    if found is None or backend not in ("auto", found[0]) or precision not in ("auto", found[1]):
+        return backend, precision
+    return found

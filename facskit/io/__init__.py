@@ -19,6 +19,7 @@ from facskit.io.media import (
     expand_path,
     iter_media,
     media_kind,
+    resolved,
 )
 from facskit.io.progress import Progress
 
@@ -42,4 +43,5 @@ __all__ = [
     "media_kind",
     "probe",
     "read_image",
+    "resolved",
 ]
