@@ -11,12 +11,13 @@ and stored inside every checkpoint, so a checkpoint alone says how it was traine
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -31,6 +32,7 @@ __all__ = [
     "LogConfig",
     "ModelConfig",
     "OptimConfig",
+    "Range",
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
@@ -49,6 +51,44 @@ T = typing.TypeVar("T")
 
 class ConfigError(UsageError):
     """A config file or override names an unknown key or gives a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric config field accepts, declared beside it: ``Annotated[int, Range(ge=1)]``.
+
+    Every value read into a config (file, preset, override, a checkpoint's config) is checked against its
+    field's range in one place (:func:`_build`), so a 0-epoch run or a NaN learning rate is a one-line
+    error before anything is trained, not a traceback (or a silent no-op) deep in the loop. Bounds named
+    ``ge``/``le`` include the limit, ``gt``/``lt`` exclude it; a float must also be finite. ``None`` (where
+    the field allows it) is never range-checked.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def check(self, value: int | float, key: str) -> None:
+        inside = (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+        if not inside:
+            raise ConfigError(f"config key {key!r} must be {self.describe()}, got {value!r}")
+
+    def describe(self) -> str:
+        """``>= 1``, ``> 0 and < 1``: the range in words for the error message."""
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        return " and ".join(f"{words} {bound}" for words, bound in bounds if bound is not None)
+
+
+# Seeds feed numpy's SeedSequence (no negatives) and torch.manual_seed (64 bits).
+SEED = Range(ge=0, le=2**63 - 1)
+POSITIVE = Range(ge=1)  # counts: epochs, batch sizes, steps, frames
+NON_NEGATIVE = Range(ge=0)
 
 
 @dataclass
@@ -72,26 +112,30 @@ class ModelConfig:
 class DataConfig:
     # Prepared cache folder (``facskit prepare``); the CLI's --data sets it.
     cache: str = ""
+    # More caches whose every frame joins the training set only (never validation, so best.ckpt and the
+    # split stay those of `cache`), e.g. real faces labelled by `facskit teach`: AUs a cache does not label
+    # are unknown there and masked out of the loss. max_train_frames applies to `cache` alone.
+    extra_caches: list[str] = field(default_factory=list)
     # How subjects are split into training and validation: "kfold" holds out fold `fold` of a
     # subject-exclusive k-fold CV; "fera2015" trains on the FERA 2015 training subjects and validates on
     # its development subjects (BP4D); "none" trains on every frame with no validation (best.ckpt = last).
     split: Literal["kfold", "fera2015", "none"] = "kfold"
     # Held-out fold (0 .. folds-1) used for validation and best.ckpt when split is "kfold".
-    fold: int = 0
+    fold: Annotated[int, NON_NEGATIVE] = 0
     # k of the subject-exclusive k-fold cross-validation (3 in the DISFA and BP4D protocols).
-    folds: int = 3
+    folds: Annotated[int, Range(ge=2)] = 3
     # Seed of the subject-to-fold assignment; keep it fixed across folds of one experiment.
-    fold_seed: int = 0
+    fold_seed: Annotated[int, SEED] = 0
     # With split "kfold": validate (and choose best.ckpt) on this many subjects taken out of the training
     # folds instead of on the held-out fold, which is the test set of a cross-validation. 0 validates on
     # the held-out fold (then only last.ckpt is a fair test-set model).
-    val_subjects: int = 0
+    val_subjects: Annotated[int, NON_NEGATIVE] = 0
     # Network input side in pixels; None uses the model spec's input_size (256 for the paper models).
-    image_size: int | None = None
+    image_size: Annotated[int | None, Range(ge=4, le=1024)] = None
     # Use only the first N training frames (overfitting checks, quick experiments); None: all.
-    max_train_frames: int | None = None
+    max_train_frames: Annotated[int | None, POSITIVE] = None
     # Use only the first N validation frames; None: all.
-    max_val_frames: int | None = None
+    max_val_frames: Annotated[int | None, POSITIVE] = None
 
 
 @dataclass
@@ -102,49 +146,49 @@ class AugmentConfig:
     # so the targets of left/right AU points swap with the face.
     flip: bool = True
     # Rotation drawn uniformly from [-rotate_deg, rotate_deg] degrees about the crop centre.
-    rotate_deg: float = 10.0
+    rotate_deg: Annotated[float, Range(ge=0, le=180)] = 10.0
     # Scale drawn uniformly from [1 - scale, 1 + scale].
-    scale: float = 0.05
+    scale: Annotated[float, Range(ge=0, lt=1)] = 0.05
     # Shift drawn uniformly from [-shift, shift] of the crop side, per axis.
-    shift: float = 0.03
+    shift: Annotated[float, Range(ge=0, le=1)] = 0.03
     # Colour jitter amplitude: brightness, contrast and saturation factors in [1 - colour, 1 + colour].
-    colour: float = 0.2
+    colour: Annotated[float, Range(ge=0, le=1)] = 0.2
     # Gaussian noise (sigma, pixels of the 256 crop) added to the landmarks the targets are drawn from,
     # the kind of landmark error BMVC'18 shows the network tolerates (Section 5.3).
-    landmark_noise_px: float = 1.0
+    landmark_noise_px: Annotated[float, NON_NEGATIVE] = 1.0
 
 
 @dataclass
 class OptimConfig:
     # Optimiser: Adam is the SCC paper's choice (AAAI'20, Section 4.1).
     name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
-    lr: float = 5e-4
-    weight_decay: float = 1e-5
+    lr: Annotated[float, Range(gt=0)] = 5e-4
+    weight_decay: Annotated[float, NON_NEGATIVE] = 1e-5
     # Momentum for sgd and rmsprop (ignored by Adam).
-    momentum: float = 0.0
+    momentum: Annotated[float, Range(ge=0, le=1)] = 0.0
 
 
 @dataclass
 class ScheduleConfig:
     # Epochs after which the learning rate is multiplied by gamma (MultiStepLR, stepped once per epoch).
-    milestones: list[int] = field(default_factory=lambda: [10, 15])
-    gamma: float = 0.1
+    milestones: list[Annotated[int, NON_NEGATIVE]] = field(default_factory=lambda: [10, 15])
+    gamma: Annotated[float, Range(gt=0)] = 0.1
 
 
 @dataclass
 class TrainConfig:
     # Passes over the training split.
-    epochs: int = 15
+    epochs: Annotated[int, POSITIVE] = 15
     # Global batch per optimiser step, summed over all DDP ranks and accumulation micro-batches, so the
     # same config gives the same optimisation on 1 or N GPUs; it must be divisible by
     # world_size * grad_accum.
-    batch_size: int = 32
+    batch_size: Annotated[int, POSITIVE] = 32
     # Micro-batches per optimiser step (gradient accumulation) to fit a large batch in little memory.
-    grad_accum: int = 1
+    grad_accum: Annotated[int, POSITIVE] = 1
     # DataLoader worker processes per rank (0 loads in the main process).
-    workers: int = 4
+    workers: Annotated[int, NON_NEGATIVE] = 4
     # Batches each worker prepares ahead.
-    prefetch: int = 2
+    prefetch: Annotated[int, POSITIVE] = 2
     # Mixed precision on CUDA (bf16 autocast where supported, else fp16 with a gradient scaler);
     # ignored on CPU. It speeds up the paper-size networks; the lite presets turn it off, having measured
     # it cost ICC (about 0.05 after 12 epochs) for no speed.
@@ -155,25 +199,25 @@ class TrainConfig:
     bf16_cpu: bool | Literal["auto"] = False
     # Seed of initialisation, sampling order and augmentation: two runs with one seed are bitwise equal
     # on CPU.
-    seed: int = 0
+    seed: Annotated[int, SEED] = 0
     # "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
     # Stop after this many optimiser steps (smoke tests, benchmarks); None: run all epochs.
-    max_steps: int | None = None
+    max_steps: Annotated[int | None, POSITIVE] = None
     # Frames per forward pass during validation (per rank); None: the training micro-batch.
-    eval_batch_size: int | None = None
+    eval_batch_size: Annotated[int | None, POSITIVE] = None
     # Weight of heatmap pixels inside a target Gaussian (target > 1% of the intensity scale) relative to
     # background pixels in the training loss. 1 is the papers' plain MSE. When AUs are rare and maps small
     # (32x32 lite models), background pixels dominate and a network can sit at "all zero" for epochs;
     # a weight of 5-20 makes the few foreground pixels count. Validation loss is always plain MSE.
-    foreground_weight: float = 1.0
+    foreground_weight: Annotated[float, Range(gt=0)] = 1.0
 
 
 @dataclass
 class CheckpointConfig:
     # Also write last.ckpt every N optimiser steps inside an epoch, so a killed run resumes mid-epoch and
     # loses at most N steps; 0 saves only at the end of each epoch.
-    every_steps: int = 200
+    every_steps: Annotated[int, NON_NEGATIVE] = 200
     # Validation metric that selects best.ckpt: mean ICC(3,1) over AUs (the papers' headline number) or
     # the negated validation loss when no metric is defined.
     best_metric: Literal["icc", "loss"] = "icc"
@@ -182,7 +226,7 @@ class CheckpointConfig:
 @dataclass
 class LogConfig:
     # Progress line (images/s, loss, ETA) on stderr every N optimiser steps; 0 disables it.
-    every_steps: int = 20
+    every_steps: Annotated[int, NON_NEGATIVE] = 20
     # Write TensorBoard event files in the run folder (skipped with a note when tensorboard is missing).
     tensorboard: bool = True
 
@@ -283,6 +327,24 @@ def _fields(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _check_range(annotation: Any, value: Any, key: str) -> None:
+    """``value`` (already coerced to ``annotation``'s type) within the :class:`Range` declared in it, and
+    finite if a float; list items are checked against the item's annotation."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            for extra in extras:
+                if isinstance(extra, Range):
+                    extra.check(value, key)
+    if isinstance(value, list):
+        args = [a for a in typing.get_args(annotation) if typing.get_origin(a) is list]
+        items = typing.get_args(args[0] if args else annotation)
+        for i, item in enumerate(value):
+            _check_range(items[0] if items else Any, item, f"{key}[{i}]")
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     """An instance of the dataclass ``cls`` from a mapping, every key and type checked."""
     where = prefix.rstrip(".") or "the config"
@@ -291,6 +353,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {data!r}")
     fields = _fields(cls)
+    declared = typing.get_type_hints(cls, include_extras=True)  # with each field's Range
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise ConfigError(
@@ -304,12 +367,29 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             values[name] = _build(annotation, data[name], f"{prefix}{name}.")
         else:
             values[name] = _coerce(data[name], annotation, prefix + name)
+            _check_range(declared[name], values[name], prefix + name)
     return cls(**values)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """A :class:`Config` from a nested mapping (parsed YAML, a checkpoint's ``config``); strict."""
-    return _build(Config, data, "")
+    config = _build(Config, data, "")
+    _check_relations(config)
+    return config
+
+
+def _check_relations(config: Config) -> None:
+    """The constraints between fields that a per-field :class:`Range` cannot state."""
+    data, train = config.data, config.train
+    if data.split == "kfold" and data.fold >= data.folds:
+        raise ConfigError(
+            f"config key 'data.fold' is {data.fold}, but there are only {data.folds} folds "
+            f"(data.folds): use 0..{data.folds - 1}"
+        )
+    if train.batch_size % train.grad_accum:
+        raise ConfigError(
+            f"train.batch_size {train.batch_size} is not divisible by train.grad_accum {train.grad_accum}"
+        )
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

@@ -46,20 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facskit.errors import FacskitError
     from facskit.eval.crossval import crossval
 
-    result = crossval(
-        args.config,
-        args.data,
-        args.out,
-        folds=args.folds,
-        overrides=args.overrides,
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        device=args.device,
-        checkpoint=args.checkpoint,
-        quiet=args.quiet,
-    )
+    try:
+        result = crossval(
+            args.config,
+            args.data,
+            args.out,
+            folds=args.folds,
+            overrides=args.overrides,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            quiet=args.quiet,
+        )
+    except FloatingPointError as error:  # a fold's loss became NaN or Inf: that training diverged
+        raise FacskitError(f"a fold's training diverged ({error}); finished folds are kept") from None
     print(result.markdown)
     skipped = f" ({len(result.skipped_folds)} finished earlier, skipped)" if result.skipped_folds else ""
     print(f"{args.folds} folds{skipped}; metrics: {args.out}/metrics.json, report: {args.out}/report.md")

@@ -31,14 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from facskit.config import load_config
+    from facskit.errors import FacskitError
     from facskit.train.loop import train
 
     overrides = [f"data.cache={args.data}", *args.overrides]
     if args.fold is not None:
         overrides.append(f"data.fold={args.fold}")
     config = load_config(args.config, overrides)
-    result = train(config, args.out, quiet=args.quiet)
+    try:
+        result = train(config, args.out, quiet=args.quiet)
+    except FloatingPointError as error:  # the loss became NaN or Inf: the run diverged, not a facskit bug
+        last = Path(args.out) / "last.ckpt"
+        kept = f"; {last} holds the last state saved before it" if last.is_file() else ""
+        raise FacskitError(f"training diverged ({error}){kept}") from None
     if not args.quiet:
         best = f", best checkpoint {result.best_checkpoint}" if result.best_checkpoint else ""
         print(f"{result.last_checkpoint} after {result.global_step} steps{best}")

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from facskit.errors import DatasetError
+
 # FERA 2015 (Valstar et al., FG 2015) BP4D partition: 21 training and 20 development subjects. The lists are
 # the ones OpenFace's FERA 2015 experiments use (TadasBaltrusaitis/OpenFace,
 # model_training/AU_training/experiments/*: train_recs / devel_recs); the challenge's own test partition was
@@ -27,6 +29,11 @@ FERA2015_DEVEL_SUBJECTS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+class FoldError(DatasetError, ValueError):
+    """A split the data cannot give (3 folds of 2 subjects, fold 5 of 3): a dataset error the CLI prints in
+    one line, and still the ValueError that callers of these functions catch."""
+
+
 def subject_folds(subjects: Iterable[str], k: int = 3, seed: int = 0) -> list[list[str]]:
     """Split subjects into ``k`` disjoint folds whose sizes differ by at most one.
 
@@ -36,9 +43,12 @@ def subject_folds(subjects: Iterable[str], k: int = 3, seed: int = 0) -> list[li
     """
     unique = sorted({str(s) for s in subjects})
     if k < 2:
-        raise ValueError(f"k must be at least 2 for cross-validation, got {k}")
+        raise FoldError(f"k must be at least 2 for cross-validation, got {k}")
     if len(unique) < k:
-        raise ValueError(f"cannot make {k} subject-exclusive folds from {len(unique)} subjects")
+        raise FoldError(
+            f"cannot make {k} subject-exclusive folds from {len(unique)} subjects; lower the number of folds "
+            "(data.folds, --folds) or use a cache with more subjects"
+        )
     order = np.random.default_rng(seed).permutation(len(unique))
     folds: list[list[str]] = [[] for _ in range(k)]
     for position, i in enumerate(order):
@@ -54,7 +64,7 @@ def fold_split(
     Test is fold ``fold`` of :func:`subject_folds` over the subjects present; train is every other row.
     """
     if not 0 <= fold < k:
-        raise ValueError(f"fold must be in 0..{k - 1}, got {fold}")
+        raise FoldError(f"fold must be in 0..{k - 1}, got {fold}")
     subjects = index["subject"].astype(str)
     test_subjects = subject_folds(subjects.unique(), k, seed)[fold]
     test = subjects.isin(test_subjects).to_numpy()
