@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
+
+
+def _number(kind: type[int] | type[float], low: float, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``kind(text)``, finite and ``>= low`` (``> low`` when ``strict``), so ``nan``,
+    ``inf`` or a negative seed is a usage error naming the option instead of a traceback from numpy."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>' if strict else '>='} {low:g}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,10 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("disfa", "bp4d", "folder"), default="disfa", help="on-disk layout"
     )
-    parser.add_argument("--subjects", type=int, default=2, help="number of synthetic people")
-    parser.add_argument("--frames", type=int, default=100, help="frames per sequence (20 fps)")
-    parser.add_argument("--sequences", type=int, default=1, help="tasks per subject for bp4d/folder (1-8)")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    parser.add_argument("--subjects", type=_number(int, 1), default=2, help="number of synthetic people")
+    parser.add_argument("--frames", type=_number(int, 1), default=100, help="frames per sequence (20 fps)")
+    parser.add_argument(
+        "--sequences", type=_number(int, 1), default=1, help="tasks per subject for bp4d/folder (1-8)"
+    )
+    parser.add_argument("--seed", type=_number(int, 0), default=0, help="same seed, same bytes")
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels, even, 256..512")
     parser.add_argument(
         "--textures",
@@ -24,19 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--activity",
-        type=float,
+        type=_number(float, 0, strict=True),
         default=0.45,
         help="expected fraction of frames inside an expression episode (0.45: DISFA-like, mostly neutral; "
         "1-3: overlapping episodes, more AU examples for training a general model)",
     )
     parser.add_argument(
         "--head-motion",
-        type=float,
+        type=_number(float, 0),
         default=1.0,
         help="scale of the head's motion within a sequence (1: default, 0: still; the mean pose is kept)",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="processes rendering sequences in parallel (same bytes as 1)"
+        "--workers",
+        type=_number(int, 1),
+        default=1,
+        help="processes rendering sequences in parallel (same bytes as 1)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 

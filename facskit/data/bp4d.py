@@ -25,6 +25,7 @@ import numpy as np
 
 from facskit.aus import BP4D_AUS
 from facskit.data.index import (
+    MAX_FRAME_NUMBER,
     DatasetIndex,
     Problem,
     concat_sequences,
@@ -120,6 +121,9 @@ def read_bp4d(root: str | Path, aus: tuple[int, ...] = BP4D_AUS) -> DatasetIndex
                 number = int(path.stem)
             except ValueError:
                 problems.append(Problem(str(path), "image name is not a frame number; ignored"))
+                continue
+            if abs(number) > MAX_FRAME_NUMBER:
+                problems.append(Problem(str(path), f"frame number beyond {MAX_FRAME_NUMBER}; ignored"))
                 continue
             if number in numbered:
                 problems.append(

@@ -111,7 +111,7 @@ def read_folder(root: str | Path, labels: str | Path | None = None) -> DatasetIn
         frame_text = row[i_frame].strip() if i_frame is not None else ""
         try:
             frame = int(float(frame_text)) if frame_text else 0
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: "inf"
             bad_frame.append(f"line {line} {frame_text!r}")
             continue
         if is_video:

@@ -107,6 +107,9 @@ class IntensityLabels:
 
 
 _SPLIT = re.compile(r"[,;\s]+")
+# Frame numbers are stored as int64 and parsed through a float: beyond 2^53 neither holds them exactly (2^63
+# overflowed the whole dataset's index). No recording has that many frames, so such a line is a problem.
+MAX_FRAME_NUMBER = 2**53
 
 
 def read_intensity_file(
@@ -127,6 +130,7 @@ def read_intensity_file(
         return None
     junk: list[str] = []
     out_of_range: list[str] = []
+    huge_frames: list[str] = []
     seen: dict[int, float] = {}
     conflicts: dict[int, None] = {}
     duplicates: list[str] = []
@@ -145,6 +149,9 @@ def read_intensity_file(
             junk.append(f"{number} {raw.strip()[:30]!r}")
             continue
         frame, value = pair
+        if abs(frame) > MAX_FRAME_NUMBER:
+            huge_frames.append(f"line {number} frame {fields[0][:30]}")
+            continue
         if value in unknown:
             value = float("nan")
         elif not INTENSITY_RANGE[0] <= value <= INTENSITY_RANGE[1]:
@@ -159,6 +166,14 @@ def read_intensity_file(
         seen[frame] = value
     if junk:
         problems.append(Problem(str(path), f"junk lines ignored ({len(junk)}): line {examples_text(junk)}"))
+    if huge_frames:
+        problems.append(
+            Problem(
+                str(path),
+                f"frame numbers beyond {MAX_FRAME_NUMBER} ignored ({len(huge_frames)}): "
+                f"{examples_text(huge_frames)}",
+            )
+        )
     if out_of_range:
         problems.append(
             Problem(
@@ -193,7 +208,7 @@ def _numeric_pair(fields: list[str]) -> tuple[int, float] | None:
         value = float(fields[1])
     except ValueError:
         return None
-    if not frame_f.is_integer() or np.isnan(value):
+    if not frame_f.is_integer() or np.isnan(value):  # also refuses an infinite frame number
         return None
     return int(frame_f), value
 

@@ -407,7 +407,14 @@ def _check_meta(out: Path, meta: dict[str, Any]) -> None:
     if meta_path.is_file():
         import json
 
-        old = json.loads(meta_path.read_text())
+        try:
+            old = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DatasetError(
+                f"{meta_path}: not valid JSON ({error}); {out} is not a usable cache: use another --out"
+            ) from None
+        if not isinstance(old, dict):
+            raise DatasetError(f"{meta_path}: not a facskit cache's metadata; use another --out")
         changed = [k for k in _META_KEYS if old.get(k) != meta.get(k)]
         if old.get("format") != CACHE_FORMAT or changed:
             what = ", ".join(f"{k}: {old.get(k)!r} -> {meta.get(k)!r}" for k in changed) or "another format"
@@ -513,16 +520,14 @@ def prepare_dataset(
 
         parts = []
         problems: list[Problem] = list(index.problems)
-        import json
-
         for task in tasks:
             part_path = out / PART_DIR / f"{task.key}.parquet"
             if not part_path.is_file():
                 continue
-            parts.append(pd.read_parquet(part_path))
+            parts.append(_read_part(part_path))
             problems_path = out / PART_DIR / f"{task.key}.problems.json"
             if problems_path.is_file():
-                problems.extend(Problem(**p) for p in json.loads(problems_path.read_text())["problems"])
+                problems.extend(_read_part_problems(problems_path))
         summary.problems = problems + summary.problems
         table = pd.concat(parts, ignore_index=True) if parts else _part_columns(_empty_part(index), index.aus)
         write_parquet_atomic(table, out / INDEX_FILE)
@@ -545,6 +550,37 @@ def prepare_dataset(
     finally:
         if lock is not None:
             lock.close()
+
+
+def _damaged(path: Path, error: BaseException) -> DatasetError:
+    reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+    return DatasetError(
+        f"{path}: damaged part file ({type(error).__name__}: {reason}); delete it and run prepare again to "
+        "redo that sequence"
+    )
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    """A committed sequence's index rows. Parts are written atomically, so a damaged one was damaged
+    afterwards (disk, a hand edit); it is named with the way to redo it, not a pyarrow traceback."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        raise _damaged(path, error) from None
+
+
+def _read_part_problems(path: Path) -> list[Problem]:
+    """The problems a committed sequence reported (its ``.problems.json``)."""
+    import json
+
+    try:
+        return [Problem(**p) for p in json.loads(path.read_text())["problems"]]
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+    ) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _damaged(path, error) from None
 
 
 def _empty_part(index: DatasetIndex) -> pd.DataFrame:

@@ -274,6 +274,15 @@ def _train_seconds(directory: Path) -> float | None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A finished fold's metrics; a damaged file is named, with how to redo the fold."""
     import json
 
-    return json.loads(path.read_text())
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(
+            f"{path}: not valid JSON ({error}); delete {path.parent} to train and evaluate that fold again"
+        ) from None
+    if not isinstance(document, dict):
+        raise UsageError(f"{path}: not a facskit metrics document; delete {path.parent} to redo that fold")
+    return document

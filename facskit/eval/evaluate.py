@@ -100,12 +100,17 @@ class EvaluationResult:
 
 def _protocol_from_config(config: dict[str, Any] | None) -> FoldProtocol:
     data = (config or {}).get("data", {}) or {}
-    return FoldProtocol(
-        split=str(data.get("split", "kfold")),
-        fold=int(data["fold"]) if config is not None and data.get("fold") is not None else None,
-        folds=int(data.get("folds", 3)),
-        seed=int(data.get("fold_seed", 0)),
-    )
+    try:
+        return FoldProtocol(
+            split=str(data.get("split", "kfold")),
+            fold=int(data["fold"]) if config is not None and data.get("fold") is not None else None,
+            folds=int(data.get("folds", 3)),
+            seed=int(data.get("fold_seed", 0)),
+        )
+    except (AttributeError, TypeError, ValueError, OverflowError):  # a hand-edited or damaged config
+        raise UsageError(
+            f"the run's config has no usable data section (split, fold, folds, fold_seed): {data!r:.120}"
+        ) from None
 
 
 def select_frames(index: pd.DataFrame, protocol: FoldProtocol, split: Split) -> np.ndarray:
@@ -257,7 +262,11 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such predictions file")
-    table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    try:
+        table = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as error:  # pyarrow and pandas raise many types for a damaged file
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise UsageError(f"{path}: unreadable predictions file ({reason})") from None
     missing = [c for c in ID_COLUMNS if c not in table]
     if missing or not prediction_aus(table):
         raise UsageError(

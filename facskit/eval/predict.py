@@ -112,7 +112,14 @@ def _read_run_config(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise UsageError(
+            f"{path}: not a readable YAML config ({reason}); the run folder is damaged (give the checkpoint "
+            "file instead: its own copy of the config is used)"
+        ) from None
     return data if isinstance(data, dict) else None
 
 

@@ -52,6 +52,10 @@ JPEG_QUALITY = 92
 GROUND_TRUTH_FILE = "synth_ground_truth.parquet"
 MANIFEST_FILE = "synth_manifest.json"
 MAX_TASKS = 8
+# Upper bounds of --activity and --head-motion: far above any useful value (the documented sets use up to
+# 2.5 and 1), low enough that the episode count and the pose arithmetic stay finite numbers.
+MAX_ACTIVITY = 100.0
+MAX_HEAD_MOTION = 100.0
 
 
 @dataclass(frozen=True)
@@ -355,10 +359,13 @@ def write_dataset(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not 256 <= size <= 512 or size % 2:
         raise UsageError(f"--size must be an even number of pixels in 256..512, got {size}")
-    if activity <= 0:
-        raise UsageError(f"--activity must be positive, got {activity}")
-    if head_motion < 0:
-        raise UsageError(f"--head-motion must be >= 0, got {head_motion}")
+    # `not (x > 0)` rather than `x <= 0`: NaN fails every comparison and would slip through the latter.
+    if not 0 < activity <= MAX_ACTIVITY:
+        raise UsageError(f"--activity must be positive and at most {MAX_ACTIVITY:g}, got {activity}")
+    if not 0 <= head_motion <= MAX_HEAD_MOTION:
+        raise UsageError(f"--head-motion must be >= 0 and at most {MAX_HEAD_MOTION:g}, got {head_motion}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise UsageError(f"--seed must be a whole number >= 0 (numpy seeds are unsigned), got {seed!r}")
     if subjects < 1 or frames < 1:
         raise UsageError("--subjects and --frames must be at least 1")
     if workers < 1:

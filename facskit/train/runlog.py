@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from facskit.errors import FacskitError
+
 __all__ = ["MetricsLog", "Progress"]
 
 
@@ -36,8 +38,7 @@ class MetricsLog:
         if not self.enabled:
             return
         if first_epoch > 0 and self.path.exists():
-            old = pd.read_csv(self.path)
-            self.history = [row for row in old.to_dict("records") if int(row["epoch"]) <= first_epoch]
+            self.history = [row for row in self._read_history() if int(row["epoch"]) <= first_epoch]
         if self._want_tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -46,6 +47,21 @@ class MetricsLog:
             else:
                 purge = global_step if global_step > 0 else None
                 self._writer = SummaryWriter(str(self._run_dir / "tb"), purge_step=purge)
+
+    def _read_history(self) -> list[dict[str, Any]]:
+        """The rows of an existing ``metrics.csv``; a damaged one is named rather than a pandas traceback."""
+        try:
+            old = pd.read_csv(self.path)
+            rows = old.to_dict("records")
+            for row in rows:
+                int(row["epoch"])
+        except Exception as error:  # pandas raises many types (EmptyDataError, ParserError, KeyError)
+            reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+            raise FacskitError(
+                f"{self.path}: unreadable metrics log ({type(error).__name__}: {reason}); delete it to "
+                "resume (the checkpoint holds the run; only the earlier epochs' rows of the log are lost)"
+            ) from None
+        return rows
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if self._writer is not None:
