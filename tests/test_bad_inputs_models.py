@@ -191,3 +191,48 @@ def test_cli_prints_one_line_for_a_hostile_checkpoint(tmp_path: Path, damage: st
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert str(path) in result.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _tcae_payload() -> dict[str, Any]:
+    import dataclasses
+
+    from facskit.models.tcae import create_tcae
+    from facskit.tcae.pretrain import RUN_FORMAT, RUN_FORMAT_VERSION
+
+    torch.manual_seed(0)
+    model = create_tcae("tcae-lite")
+    return {
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
+        "spec": dataclasses.asdict(model.spec),
+        "state_dict": model.state_dict(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("nan", "hold NaN or Inf"),
+        ("huge", "over the bound"),
+        ("unknown_field", "invalid TCAE spec"),
+        ("bad_size", "invalid TCAE spec"),
+    ],
+)
+def test_a_hostile_tcae_checkpoint_is_one_line(tmp_path: Path, damage: str, message: str) -> None:
+    from facskit.tcae.pretrain import load_tcae
+
+    payload = _tcae_payload()
+    if damage == "nan":
+        next(iter(payload["state_dict"].values())).fill_(float("nan"))
+    elif damage == "huge":
+        payload["spec"].update(input_size=2**15, filters=4096)
+    elif damage == "unknown_field":
+        payload["spec"]["heads"] = 3
+    else:
+        payload["spec"]["input_size"] = 100
+    path = write(payload, tmp_path / "tcae.ckpt")
+    before = _max_rss_mb()
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_tcae(path)
+    assert _max_rss_mb() - before < 200
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)

@@ -104,13 +104,32 @@ def load_tcae(
     run: str | Path, epoch: int | None = None, device: str | torch.device = "cpu"
 ) -> tuple[TCAE, dict]:
     """A trained TCAE (eval mode) from a run folder or checkpoint, and the checkpoint's other entries."""
+    from facskit.models.checkpoint import check_finite
+    from facskit.models.registry import MAX_MODEL_ELEMENTS
+
     path = checkpoint_path(run, epoch)
     data = _read(path)
-    model = TCAE(TCAESpec(**data["spec"]))
     try:
-        model.load_state_dict(data["state_dict"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match the stored TCAE spec ({error})") from None
+        spec = TCAESpec(**data["spec"])
+        with torch.device("meta"):  # shapes only: a hostile spec must not allocate before it is checked
+            shell = TCAE(spec)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: invalid TCAE spec ({str(error).strip()[:160]})") from None
+    elements = sum(t.numel() for t in shell.state_dict().values())
+    if elements > MAX_MODEL_ELEMENTS:
+        raise CheckpointError(
+            f"{path}: its TCAE spec describes {elements / 1e6:,.0f} M weights, over the bound"
+        )
+    weights = data.get("state_dict")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: no weights (state_dict) in the checkpoint")
+    check_finite(path, weights)
+    model = TCAE(spec)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: weights do not match the stored TCAE spec ({reason})") from None
     info = {k: v for k, v in data.items() if k not in ("state_dict", "optimizer", "scaler")}
     info["path"] = str(path)
     return model.to(device).eval(), info
