@@ -156,6 +156,12 @@ class AugmentConfig:
     # Gaussian noise (sigma, pixels of the 256 crop) added to the landmarks the targets are drawn from,
     # the kind of landmark error BMVC'18 shows the network tolerates (Section 5.3).
     landmark_noise_px: Annotated[float, NON_NEGATIVE] = 1.0
+    # Probability of turning the crop grey (luma in all three channels): real archives and some cameras
+    # are monochrome, and a network that has only seen colour reads a grey face's skin as something else.
+    grey: Annotated[float, Range(ge=0, le=1)] = 0.0
+    # Probability of a Gaussian blur (sigma uniform in 0.5-2 pixels of the 256 crop): webcam and
+    # compressed video are softer than the crops training sees.
+    blur: Annotated[float, Range(ge=0, le=1)] = 0.0
 
 
 @dataclass

@@ -146,6 +146,19 @@ def test_augmentation_is_deterministic_and_moves_landmarks_with_the_image() -> N
     assert item["heatmaps"].shape == (3, 16, 16) and item["image"].shape == (3, 64, 64)
 
 
+def test_grey_and_blur_augmentation_change_only_the_image_and_leave_other_draws_alone() -> None:
+    sample = MemoryCache(1, size=64)[0]
+    colour = np.full((64, 64, 3), (200, 80, 40), np.uint8)
+    plain = apply_overrides(Config(), [])
+    grey = apply_overrides(Config(), ["augment.grey=1", "augment.blur=1"])
+    a = augment_sample(colour, sample["landmarks"], plain.augment, np.random.default_rng(5))
+    b = augment_sample(colour, sample["landmarks"], grey.augment, np.random.default_rng(5))
+    # The geometry and landmark draws come first, so the landmarks are the same with or without them.
+    np.testing.assert_array_equal(a[1], b[1])
+    assert (b[0][..., 0] == b[0][..., 1]).all() and (b[0][..., 1] == b[0][..., 2]).all()
+    assert not (a[0][..., 0] == a[0][..., 2]).all()
+
+
 def _spec(input_size: int = 64) -> Any:
     from facskit.models import create_model
 

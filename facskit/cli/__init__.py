@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "tcae-show": ("tcae_show", "draw TCAE source/target/AU-changed/pose-changed faces, flows and masks"),
     "probe": ("probe", "linear probe / fine-tune of TCAE embeddings for AU occurrence with few labels"),
+    "teach": (
+        "teach",
+        "label real faces with AU pseudo-intensities from MediaPipe's blendshapes: a training cache",
+    ),
     "synth": ("synth", "generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout"),
     "evaluate": ("evaluate", "evaluate a run or checkpoint on a prepared cache: ICC, MAE, PCC, F1 per AU"),
     "crossval": (

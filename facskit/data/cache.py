@@ -235,3 +235,51 @@ class PreparedCache:
             f"{self.index['subject'].nunique()} subjects, "
             f"AUs {list(self.aus)})"
         )
+
+
+class ConcatCache:
+    """Several caches read as one: items of the first, then of the second, ... (training on mixed data).
+
+    The AU vector is the first cache's; a later cache's AUs are reordered to it and an AU it lacks is NaN
+    (unknown), so the masked loss ignores it there. ``.index`` concatenates the caches' indexes with a
+    ``cache`` column (0, 1, ...) and the subject names prefixed by it when they would collide, so a
+    subject-exclusive split never joins two caches' people.
+    """
+
+    def __init__(self, caches: Sequence[PreparedCache]) -> None:
+        if not caches:
+            raise ValueError("ConcatCache needs at least one cache")
+        self.caches = list(caches)
+        self.aus: tuple[int, ...] = tuple(caches[0].aus)
+        self.starts = np.cumsum([0] + [len(c) for c in caches])
+        self._columns = []
+        for cache in caches:
+            position = {int(code): i for i, code in enumerate(cache.aus)}
+            self._columns.append(
+                np.asarray([position.get(int(code), -1) for code in self.aus], dtype=np.int64)
+            )
+        parts = []
+        for number, cache in enumerate(caches):
+            part = cache.index.copy()
+            part["cache"] = number
+            if number:
+                part["subject"] = f"{number}:" + part["subject"].astype(str)
+            parts.append(part)
+        self.index = pd.concat(parts, ignore_index=True)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)} faces")
+        i = int(i) % len(self)
+        number = int(np.searchsorted(self.starts, i, side="right") - 1)
+        item = self.caches[number][i - int(self.starts[number])]
+        columns = self._columns[number]
+        intensities = np.where(columns >= 0, item["intensities"][np.maximum(columns, 0)], np.nan)
+        item["intensities"] = intensities.astype(np.float32)
+        return item
+
+    def __repr__(self) -> str:
+        return f"ConcatCache({', '.join(repr(c) for c in self.caches)})"

@@ -86,4 +86,11 @@ def augment_sample(
         # Noise is given in pixels of the 256 reference crop; scale it to this crop's size.
         sigma = config.landmark_noise_px * size / 256.0
         landmarks = landmarks + rng.normal(0.0, sigma, size=landmarks.shape)
+    # Drawn last, and only when enabled, so configs without them repeat their augmentation bit for bit.
+    if config.grey > 0 and rng.random() < config.grey:
+        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (H, W)
+        image = np.repeat(np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if config.blur > 0 and rng.random() < config.blur:
+        sigma = float(rng.uniform(0.5, 2.0)) * size / 256.0
+        image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
     return image, landmarks.astype(np.float32)

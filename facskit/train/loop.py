@@ -266,6 +266,14 @@ def train(
             raise UsageError("no prepared cache given: pass --data CACHE (or set data.cache)")
         cache = PreparedCache(config.data.cache)
     train_frames, val_frames = _split_frames(cache, config)
+    if config.data.extra_caches:
+        from facskit.data.cache import ConcatCache, PreparedCache
+
+        main = len(cache)
+        cache = ConcatCache([cache, *(PreparedCache(path) for path in config.data.extra_caches)])
+        train_frames = np.concatenate([train_frames, np.arange(main, len(cache))])
+        extra = len(cache) - main
+        progress.note(f"training on {len(train_frames)} frames, {extra} of them from extra caches")
 
     # --- model ---------------------------------------------------------------------------------------
     from facskit.models import create_model

@@ -1,0 +1,118 @@
+"""From MediaPipe's blendshape coefficients (0-1) to FACS AU intensities (0-5), and which AUs the teacher
+cannot see.
+
+Two decisions live here, each measured (``tools/fit_teacher_map.py`` fits and reports them;
+``benchmarks/results/teacher.md`` holds the numbers):
+
+* **Which coefficient reads which AU.** ARKit's blendshapes are muscle-like but not FACS: ``mouthSmile``
+  is AU12, ``browInnerUp`` AU1, ``jawOpen`` AU26, ``eyeBlink`` AU45 and so on (the table below). AU25 (lips
+  part) has no coefficient; it is read from the mesh itself (the inner lips' gap over the eye-corner
+  distance), which also counts lips parted over closed teeth, as FACS does. ``cheekSquint`` (AU6) and
+  ``noseSneer`` (AU9) stay near 0 on every real face tried, smiles and disgust included, and no coefficient
+  is AU23's lip tightening: those AUs are **masked** (NaN), so a student learns them from synthetic data
+  only.
+* **The scale.** A coefficient is not an intensity. Each AU gets a monotone piecewise-linear map fitted by
+  isotonic regression of the known intensity on the coefficient over synthetic ``--textures`` renders
+  (real faces animated with known AU intensities), stored as knots in ``au_map.json``. Monotone means the
+  teacher's ranking of faces is never changed by the map, only its units.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facskit.teacher.blendshapes import BLENDSHAPE_NAMES, TeacherReading, TeacherUnavailable
+
+MAP_FILE = Path(__file__).resolve().parent / "au_map.json"
+MAX_INTENSITY = 5.0
+LIPS_APART = "lipsApart"  # the mesh's inner-lip gap (TeacherReading.lips_apart), a pseudo-coefficient
+
+# AU -> the coefficients whose mean reads it (left and right averaged: FACS codes the stronger side, but
+# one-sided readings of the mesh are the noisier ones).
+AU_SOURCES: dict[int, tuple[str, ...]] = {
+    1: ("browInnerUp",),
+    2: ("browOuterUpLeft", "browOuterUpRight"),
+    4: ("browDownLeft", "browDownRight"),
+    5: ("eyeWideLeft", "eyeWideRight"),
+    7: ("eyeSquintLeft", "eyeSquintRight"),
+    10: ("mouthUpperUpLeft", "mouthUpperUpRight"),
+    12: ("mouthSmileLeft", "mouthSmileRight"),
+    14: ("mouthDimpleLeft", "mouthDimpleRight"),
+    15: ("mouthFrownLeft", "mouthFrownRight"),
+    17: ("mouthShrugLower",),
+    20: ("mouthStretchLeft", "mouthStretchRight"),
+    25: (LIPS_APART,),
+    26: ("jawOpen",),
+    45: ("eyeBlinkLeft", "eyeBlinkRight"),
+}
+# AUs the teacher is blind to (see the module docstring): supervised by synthetic data only.
+MASKED_AUS: tuple[int, ...] = (6, 9, 23, 24)
+_INDEX = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
+
+
+def coefficient(reading: TeacherReading, names: tuple[str, ...]) -> float:
+    """The mean of the named coefficients of one reading (LIPS_APART is the mesh's lip gap)."""
+    values = [
+        reading.lips_apart if name == LIPS_APART else float(reading.scores[_INDEX[name]]) for name in names
+    ]
+    return float(np.mean(values))
+
+
+@dataclass(frozen=True)
+class MonotoneMap:
+    """A non-decreasing piecewise-linear map, flat beyond its end knots; ``x`` strictly increasing."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        x, y = np.asarray(self.x, dtype=float), np.asarray(self.y, dtype=float)
+        if len(x) < 2 or len(x) != len(y) or not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("a map needs at least two finite (x, y) knots of equal count")
+        if np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
+            raise ValueError("a map's x must increase strictly and its y must never decrease")
+        if y[0] < 0 or y[-1] > MAX_INTENSITY:
+            raise ValueError(f"a map's intensities must lie in [0, {MAX_INTENSITY}]")
+
+    def __call__(self, value: np.ndarray | float) -> np.ndarray:
+        return np.interp(value, self.x, self.y)
+
+
+@dataclass(frozen=True)
+class AUMap:
+    """Blendshapes -> intensities for every AU of ``maps``; ``aus`` in ascending order, masked ones NaN."""
+
+    maps: dict[int, MonotoneMap]
+
+    def intensities(self, reading: TeacherReading, aus: tuple[int, ...]) -> np.ndarray:
+        """(len(aus),) float32: mapped intensities, NaN for AUs the teacher cannot see."""
+        out = np.full(len(aus), np.nan, dtype=np.float32)
+        for i, au in enumerate(aus):
+            if au in self.maps and au in AU_SOURCES:
+                out[i] = float(self.maps[au](coefficient(reading, AU_SOURCES[au])))
+        return out
+
+    def to_json(self) -> dict:
+        return {f"AU{au:02d}": {"x": list(m.x), "y": list(m.y)} for au, m in sorted(self.maps.items())}
+
+    @classmethod
+    def from_json(cls, data: dict) -> AUMap:
+        maps = {}
+        for key, knots in data.items():
+            au = int(str(key).removeprefix("AU"))
+            if au in MASKED_AUS or au not in AU_SOURCES:
+                raise ValueError(f"{key}: the teacher has no reading for this AU")
+            maps[au] = MonotoneMap(tuple(float(v) for v in knots["x"]), tuple(float(v) for v in knots["y"]))
+        return cls(maps)
+
+
+def load_au_map(path: Path = MAP_FILE) -> AUMap:
+    """The shipped (or a given) blendshape -> AU map; a clear error for a missing or malformed file."""
+    try:
+        return AUMap.from_json(json.loads(Path(path).read_text())["maps"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TeacherUnavailable(f"{path}: not a usable teacher AU map ({error})") from error

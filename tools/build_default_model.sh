@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Build facskit/weights/default.ckpt from the synthetic generator, ../shared/realfaces and the teacher.
+# Usage: tools/build_default_model.sh WORK_DIR [REALFACES_DIR]    (about 75 minutes on 2 CPU cores)
+# Needs: pip install -e ".[teach,test]" (the teacher's LiteRT runtime; scikit-learn for the map's report).
+set -euo pipefail
+WORK=${1:?usage: tools/build_default_model.sh WORK_DIR [REALFACES_DIR]}
+REAL=$(realpath "${2:-$(dirname "$0")/../../shared/realfaces}")
+REPO=$(realpath "$(dirname "$0")/..")
+mkdir -p "$WORK" && cd "$WORK"
+LONDON="$REAL/webmorphR.stim"
+
+# Held out of training for the real-face benchmark: every third London Set identity (26 of 76), by number.
+ls "$LONDON/london_neutral" | sed 's/_.*//' | sort | awk 'NR % 3 == 1' > london_heldout.txt
+
+# 1. Synthetic data: the parametric faces (all 17 AUs known) and real neutral faces animated with known AUs.
+facskit synth synth --format folder --subjects 30 --sequences 2 --frames 90 --seed 7 --activity 2.5 --quiet
+facskit prepare folder synth --out synth_cache --workers 2 --landmarks detect --quiet
+mkdir -p textures
+for id in $(ls "$LONDON/london_neutral" | sed 's/_.*//' | sort | grep -vxFf london_heldout.txt | head -12); do
+  ln -sf "$LONDON/london_neutral/${id}_03.jpg" "textures/london_${id}.jpg"
+done
+for f in $(ls "$LONDON/canada_neutral" | sort | head -12); do ln -sf "$LONDON/canada_neutral/$f" "textures/canada_$f"; done
+facskit synth tex_synth --format folder --subjects 24 --sequences 1 --frames 50 --seed 11 --activity 2.5 \
+  --textures textures --workers 2 --quiet
+facskit prepare folder tex_synth --out tex_cache --workers 2 --landmarks detect --quiet
+
+# 2. The teacher's map from blendshapes to intensities, fitted on the textured renders (known intensities).
+facskit teach tex_synth/media --out tex_teach --quiet
+python "$REPO/tools/fit_teacher_map.py" --cache tex_teach --labels tex_synth/labels.csv \
+  --out "$REPO/facskit/teacher/au_map.json" --report "$REPO/benchmarks/results/teacher_map.md"
+
+# 3. Real faces labelled by the teacher. Every file's licence allows training (MANIFEST.csv); left out:
+#    the held-out London identities, GRID (its CC BY rests on secondary evidence only) and ../shared/media
+#    (the benchmark's own clips).
+london=()
+for id in $(ls "$LONDON/london_neutral" | sed 's/_.*//' | sort | grep -vxFf london_heldout.txt); do
+  london+=("$LONDON/london_neutral/${id}_03.jpg" "$LONDON/london_smiling/${id}_08.jpg")
+done
+facskit teach "${london[@]}" "$LONDON/canada_neutral" "$LONDON/lisa" "$LONDON/zoom" \
+  "$REAL/congress_pd_gray" "$REAL/pexels_rodnae_mpcloud" "$REAL/skimage_pd" \
+  "$REAL/blink_pexels" "$REAL/obama_weekly_pd" "$REAL/tears_of_steel_ccby" \
+  --out real_teach --frame-step 2 --quiet
+
+# 4. Fine-tune the synthetic-only model on all three (facskit/configs/default-model-real.yaml).
+facskit train default-model-real --data synth_cache --out run \
+  "data.extra_caches=[tex_cache,real_teach]" "model.init_from=$REPO/facskit/weights/synthetic-only.ckpt"
+echo "trained: $WORK/run/last.ckpt (copy it to facskit/weights/default.ckpt)"
