@@ -40,6 +40,8 @@ __all__ = [
     "BP4D_AUS",
     "DISFA_AUS",
     "FLIP_PERMUTATION_68",
+    "MAX_INTENSITY",
+    "OCCURRENCE_THRESHOLD",
     "POINT_COLORS",
     "UnknownAUError",
     "au_column",
@@ -176,6 +178,13 @@ AUS: dict[int, AU] = {au.code: au for au in _AU_LIST}
 # The AUs annotated with intensity in each dataset, in the order of their label columns (DESIGN.md 3).
 BP4D_AUS: tuple[int, ...] = (6, 10, 12, 14, 17)
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
+
+# The FACS intensity scale: levels A..E are 1..5 and 0 is absent; every intensity facskit reads, predicts or
+# draws lies in [0, MAX_INTENSITY].
+MAX_INTENSITY = 5.0
+# An AU occurs when its intensity is at least this, on the 0-5 scale: DISFA's and FERA 2015's convention
+# (intensity >= 2, level "B"), used by the analysis tables and every occurrence metric.
+OCCURRENCE_THRESHOLD = 2.0
 
 _AU_TEXT = re.compile(r"^\s*(?:au)?\s*0*(\d+)\s*$", re.IGNORECASE)
 

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from facskit.aus import OCCURRENCE_THRESHOLD
+
 __all__ = [
     "METRIC_COLUMNS",
     "accuracy",
@@ -122,7 +124,7 @@ def _confusion(pred: np.ndarray, true: np.ndarray, threshold: float) -> tuple[in
     )
 
 
-def f1(pred: np.ndarray, true: np.ndarray, threshold: float = 2.0) -> float:
+def f1(pred: np.ndarray, true: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> float:
     """F1 of occurrence; ``nan`` when no frame is truly positive (an AU never active: F1 is undefined)."""
     tp, fp, fn, _ = _confusion(pred, true, threshold)
     if tp + fn == 0:
@@ -130,26 +132,26 @@ def f1(pred: np.ndarray, true: np.ndarray, threshold: float = 2.0) -> float:
     return 2 * tp / (2 * tp + fp + fn)
 
 
-def precision(pred: np.ndarray, true: np.ndarray, threshold: float = 2.0) -> float:
+def precision(pred: np.ndarray, true: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> float:
     """TP / (TP + FP); ``nan`` when nothing is predicted positive."""
     tp, fp, _, _ = _confusion(pred, true, threshold)
     return tp / (tp + fp) if tp + fp else float("nan")
 
 
-def recall(pred: np.ndarray, true: np.ndarray, threshold: float = 2.0) -> float:
+def recall(pred: np.ndarray, true: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> float:
     """TP / (TP + FN); ``nan`` when no frame is truly positive."""
     tp, _, fn, _ = _confusion(pred, true, threshold)
     return tp / (tp + fn) if tp + fn else float("nan")
 
 
-def accuracy(pred: np.ndarray, true: np.ndarray, threshold: float = 2.0) -> float:
+def accuracy(pred: np.ndarray, true: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> float:
     """Fraction of frames whose occurrence is right."""
     tp, fp, fn, tn = _confusion(pred, true, threshold)
     total = tp + fp + fn + tn
     return (tp + tn) / total if total else float("nan")
 
 
-def auc(pred: np.ndarray, true: np.ndarray, threshold: float = 2.0) -> float:
+def auc(pred: np.ndarray, true: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> float:
     """ROC AUC of the continuous prediction against occurrence of the truth (Mann-Whitney U / (n+ n-)).
 
     Rank-based with tied scores given their mean rank, so it equals the trapezoidal ROC area;
@@ -211,7 +213,7 @@ def au_table(
     true: pd.DataFrame | np.ndarray,
     aus: Sequence[int | str],
     subjects: Sequence[str] | np.ndarray | None = None,
-    threshold: float = 2.0,
+    threshold: float = OCCURRENCE_THRESHOLD,
     bootstrap: int = 0,
     seed: int = 0,
 ) -> pd.DataFrame:

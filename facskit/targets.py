@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from facskit.aus import MAX_INTENSITY
+
 __all__ = [
     "BMVC_SIGMA_BASE",
     "BMVC_SIGMA_PER_INTENSITY",
@@ -46,7 +48,6 @@ __all__ = [
 
 Convention = Literal["bmvc", "scc"]
 
-MAX_INTENSITY = 5.0  # FACS intensity scale A..E mapped to 1..5; 0 = absent
 SCC_SIGMA = 2.0  # SCC Gaussian standard deviation, 64-grid pixels (AAAI'20)
 BMVC_SIGMA_BASE = 1.0  # BMVC spread law, 64-grid pixels: sigma = base + per_intensity * intensity
 BMVC_SIGMA_PER_INTENSITY = 0.5

@@ -45,13 +45,13 @@ from facskit.analyze.pipeline import (
 )
 from facskit.analyze.postprocess import Calibration, Smoothing, as_calibration, as_smoothing, finalize
 from facskit.analyze.results import (
-    DEFAULT_THRESHOLD,
     AUResult,
     as_result,
     concat_results,
     empty_result,
     thresholds_for,
 )
+from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.errors import CheckpointError, MediaError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,7 +205,7 @@ class Detector:
         batch_size: int = 16,
         backend: BackendName = "torch",
         smoothing: Smoothing | int | None = None,
-        threshold: float | Mapping[Any, float] = DEFAULT_THRESHOLD,
+        threshold: float | Mapping[Any, float] = OCCURRENCE_THRESHOLD,
         calibration: Calibration | bool | float | None = None,
         frame_step: int = 1,
         precision: Precision = "fp32",

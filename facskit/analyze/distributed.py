@@ -46,8 +46,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from facskit.analyze.results import AUResult
     from facskit.analyze.runner import OutputOptions, RunReport
 
-# Frames per time chunk: ~3 minutes of 25 fps video, a few minutes of work per task on one core.
-DEFAULT_CHUNK_FRAMES = 4500
+# Frames per time chunk, the unit of work of one Ray task: ~3 minutes of 25 fps video, a few minutes of work
+# per task on one core. (Not the written chunk of a resumable result: pipeline.DEFAULT_CHUNK_FRAMES.)
+DEFAULT_TIME_CHUNK_FRAMES = 4500
 MAX_RETRIES = 3
 FALLBACK_WARMUP_FACTOR = 4
 
@@ -442,7 +443,7 @@ def analyze_ray_raw(
     labels: Sequence[str],
     address: str | None = None,
     workers: int | None = None,
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    chunk_frames: int = DEFAULT_TIME_CHUNK_FRAMES,
     warmup: int | None = None,
     max_frames: int | None = None,
     cpus_per_task: int = 1,
@@ -559,7 +560,7 @@ def analyze_ray(
     inputs: Any,
     address: str | None = None,
     workers: int | None = None,
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    chunk_frames: int = DEFAULT_TIME_CHUNK_FRAMES,
     warmup: int | None = None,
     max_frames: int | None = None,
     cpus_per_task: int = 1,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facskit.analyze.pipeline import FrameResult
+from facskit.aus import MAX_INTENSITY
 from facskit.errors import FacskitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +30,6 @@ TEXT_COLOR = (235, 235, 235)
 MAX_FACES_IN_PANEL = 3
 # Heatmap values below this (on the 0-5 scale) stay transparent so the face remains visible.
 VISIBLE_FROM = 0.1
-INTENSITY_MAX = 5.0
 
 
 def per_au_maps(heatmaps: np.ndarray, convention: str) -> np.ndarray:
@@ -56,7 +56,7 @@ def blend_heatmaps(
         maps = per_au_maps(face.heatmaps.astype(np.float32), spec.convention)[index]  # (A', h, w)
         combined = maps.max(axis=0, keepdims=True)  # (1, h, w)
         in_frame = heatmaps_to_frame(combined, face.matrix, image.shape[:2], spec.crop_size)[0]  # (H, W)
-        level = np.clip(in_frame / INTENSITY_MAX, 0.0, 1.0)
+        level = np.clip(in_frame / MAX_INTENSITY, 0.0, 1.0)
         colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]  # BGR -> RGB
         alpha = (0.65 * np.clip((in_frame - VISIBLE_FROM) / 1.0, 0.0, 1.0))[..., None]  # (H, W, 1)
         canvas = canvas * (1 - alpha) + colours.astype(np.float32) * alpha
@@ -106,7 +106,7 @@ def draw_bars(panel: np.ndarray, faces: Sequence[Any], aus: Sequence[int]) -> No
         values = face.intensities if face.intensities is not None else np.zeros(len(aus))
         for code, value in zip(aus, values, strict=True):
             cv2.putText(panel, f"AU{code:02d}", (8, y), font, 0.38, TEXT_COLOR, 1, cv2.LINE_AA)
-            length = int(bar_width * float(np.clip(value, 0, INTENSITY_MAX)) / INTENSITY_MAX)
+            length = int(bar_width * float(np.clip(value, 0, MAX_INTENSITY)) / MAX_INTENSITY)
             cv2.rectangle(panel, (52, y - row + 4), (52 + bar_width, y - 2), (60, 60, 60), 1)
             if length > 0:
                 cv2.rectangle(panel, (52, y - row + 4), (52 + length, y - 2), BAR_COLOR, -1)

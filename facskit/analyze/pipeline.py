@@ -28,7 +28,8 @@ from facskit.errors import MediaError
 
 FaceSelection = Literal["all", "largest"]
 FACE_SELECTIONS: tuple[FaceSelection, ...] = ("all", "largest")
-# Frames per written chunk: ~20 s of 25 fps video; small enough that a killed run loses little work.
+# Frames per written chunk of a resumable result: ~20 s of 25 fps video; small enough that a killed run
+# loses little work. (Not the time chunk of a Ray task: distributed.DEFAULT_TIME_CHUNK_FRAMES.)
 DEFAULT_CHUNK_FRAMES = 500
 N_LANDMARKS = 68
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from facskit.analyze.results import aus_from_columns, occurrence_column
-from facskit.aus import au_column
+from facskit.aus import MAX_INTENSITY, au_column
 from facskit.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_PANELS = 12  # time-series panels per figure (file x face); more faces go to further calls
 PLOT_FORMATS = ("png", "svg")
 DPI = 150
-INTENSITY_RANGE = (0.0, 5.0)
+INTENSITY_RANGE = (0.0, MAX_INTENSITY)
 
 
 def _faces(result: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from facskit.aus import au_column, parse_au
+from facskit.aus import OCCURRENCE_THRESHOLD, au_column, parse_au
 from facskit.errors import FacskitError, UsageError
 from facskit.faces import FACE_COLUMNS
 
@@ -34,8 +34,6 @@ ATTRS_KEY = "facskit.attrs"
 CSV_SIDECAR_SUFFIX = ".meta.json"
 # A sidecar key that is not an attr: what the CSV looked like when it was written (its size in bytes).
 FILE_CHECK_KEY = "facskit.file"
-# Occurrence threshold on the 0-5 intensity scale: DISFA's and FERA 2015's convention (intensity >= 2, "B").
-DEFAULT_THRESHOLD = 2.0
 
 
 # dtypes of the face columns (the columns themselves are defined once, in facskit.faces.schema). Pixel and
@@ -84,7 +82,8 @@ def aus_from_columns(columns: Iterable[str]) -> tuple[int, ...]:
 def thresholds_for(aus: Sequence[int], threshold: float | Mapping[Any, float]) -> dict[int, float]:
     """Expand a threshold (one number, or a per-AU mapping keyed by code or ``"AU06"``) to every AU.
 
-    AUs missing from a mapping get :data:`DEFAULT_THRESHOLD`, so a user can tune one AU without restating all.
+    AUs missing from a mapping get :data:`facskit.aus.OCCURRENCE_THRESHOLD`, so a user can tune one AU
+    without restating all.
     """
     if isinstance(threshold, Mapping):
         given = {parse_au(str(k)) if not isinstance(k, int) else k: float(v) for k, v in threshold.items()}
@@ -93,7 +92,7 @@ def thresholds_for(aus: Sequence[int], threshold: float | Mapping[Any, float]) -
             raise UsageError(
                 f"thresholds given for AUs the model does not predict: {unknown}; it predicts {list(aus)}"
             )
-        return {a: given.get(a, DEFAULT_THRESHOLD) for a in aus}
+        return {a: given.get(a, OCCURRENCE_THRESHOLD) for a in aus}
     return {a: float(threshold) for a in aus}
 
 

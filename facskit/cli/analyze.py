@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.errors import UsageError
 
 
 def _threshold(text: str) -> float | dict[str, float]:
-    """``2`` or ``AU06=1.5,AU12=2.5`` (unlisted AUs keep the default 2)."""
+    """``2`` or ``AU06=1.5,AU12=2.5`` (unlisted AUs keep :data:`facskit.aus.OCCURRENCE_THRESHOLD`)."""
     if "=" not in text:
         return float(text)
     out: dict[str, float] = {}
@@ -103,9 +104,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibrate", action="store_true", help="subtract each face's 5th-percentile intensity per AU (off)"
     )
     parser.add_argument(
-        "--threshold", type=_threshold, default=2.0, help="occurrence threshold: 2 or AU06=1.5,AU12=2.5"
+        "--threshold",
+        type=_threshold,
+        default=OCCURRENCE_THRESHOLD,
+        help=f"occurrence threshold: {OCCURRENCE_THRESHOLD:g} or AU06=1.5,AU12=2.5",
     )
-    parser.add_argument("--chunk-frames", type=int, default=500, help="frames per resumable chunk")
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=None,
+        help="frames per resumable chunk (default 500: ~20 s of video)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print errors only")
 
 
@@ -114,9 +123,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from facskit.analyze.detector import Detector
+    from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES
     from facskit.analyze.runner import OutputOptions, analyze_to_dir
     from facskit.aus import parse_aus
 
+    if args.chunk_frames is None:
+        args.chunk_frames = DEFAULT_CHUNK_FRAMES
     if args.chunk_frames < 1 or (args.max_frames is not None and args.max_frames < 1):
         raise UsageError("--chunk-frames and --max-frames must be >= 1")
     if args.cpus_per_task < 1:  # checked before --ray starts a cluster

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.aus import OCCURRENCE_THRESHOLD
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from facskit.config import training_presets
@@ -25,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=3, help="subject-exclusive folds (default 3)")
     parser.add_argument("--out", required=True, metavar="DIR", help="cross-validation folder (resumable)")
     parser.add_argument(
-        "--threshold", type=float, default=2.0, help="occurrence = intensity >= this (default 2)"
+        "--threshold",
+        type=float,
+        default=OCCURRENCE_THRESHOLD,
+        help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass in evaluation")
     parser.add_argument("--device", default="cpu", help="evaluation device: cpu (default), cuda or auto")

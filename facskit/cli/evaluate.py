@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.aus import OCCURRENCE_THRESHOLD
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -39,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
     parser.add_argument(
-        "--threshold", type=float, default=2.0, help="occurrence = intensity >= this (default 2)"
+        "--threshold",
+        type=float,
+        default=OCCURRENCE_THRESHOLD,
+        help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")

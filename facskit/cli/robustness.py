@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.aus import OCCURRENCE_THRESHOLD
+
 
 def _levels(text: str) -> list[float]:
     try:
@@ -43,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--split", choices=("test", "train", "all"), default="test", help="frames to use (default test)"
     )
     parser.add_argument(
-        "--threshold", type=float, default=2.0, help="occurrence = intensity >= this (default 2)"
+        "--threshold",
+        type=float,
+        default=OCCURRENCE_THRESHOLD,
+        help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")

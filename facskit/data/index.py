@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facskit.aus import au_column
+from facskit.aus import MAX_INTENSITY, au_column
 
 # Columns every DatasetIndex frame table has, in this order, before the AU columns.
 INDEX_COLUMNS: tuple[str, ...] = ("subject", "sequence", "frame", "source", "source_frame")
 # Optional column: per-frame path of the dataset's own landmark file ("" where there is none).
 LANDMARKS_COLUMN = "landmarks_source"
 # Intensity labels are FACS 0 (absent) .. 5 (E, maximum).
-INTENSITY_RANGE: tuple[float, float] = (0.0, 5.0)
+INTENSITY_RANGE: tuple[float, float] = (0.0, MAX_INTENSITY)
 # How many examples a problem message quotes before it says "and N more".
 _EXAMPLES = 5
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.errors import UsageError
 from facskit.eval.evaluate import (
     REPORTED_METRICS,
@@ -151,7 +152,7 @@ def crossval(
     *,
     folds: int = 3,
     overrides: Sequence[str] = (),
-    threshold: float = 2.0,
+    threshold: float = OCCURRENCE_THRESHOLD,
     batch_size: int = 32,
     device: str = "cpu",
     checkpoint: str = "last",

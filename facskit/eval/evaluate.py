@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from facskit.aus import au_column, parse_au
+from facskit.aus import OCCURRENCE_THRESHOLD, au_column, parse_au
 from facskit.errors import DatasetError, UsageError
 from facskit.eval.predict import (
     ID_COLUMNS,
@@ -169,7 +169,7 @@ def _finite_or_none(value: Any) -> float | int | None:
 def metrics_from_predictions(
     predictions: pd.DataFrame,
     aus: Sequence[int] | None = None,
-    threshold: float = 2.0,
+    threshold: float = OCCURRENCE_THRESHOLD,
 ) -> dict[str, Any]:
     """The metrics JSON document (module docstring) of a prediction table, with ``facskit.metrics``.
 
@@ -358,7 +358,7 @@ def evaluate(
     split: Split = "test",
     fold: int | None = None,
     folds: int | None = None,
-    threshold: float = 2.0,
+    threshold: float = OCCURRENCE_THRESHOLD,
     batch_size: int = 32,
     device: str = "cpu",
     workers: int = 0,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from facskit.align import AlignSpec, alignment_matrix
+from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.errors import UsageError
 from facskit.eval.evaluate import Split, load_evaluation, metrics_from_predictions, write_json
 from facskit.eval.predict import CropTransform, predict_cache
@@ -95,7 +96,7 @@ def robustness(
     split: Split = "test",
     fold: int | None = None,
     folds: int | None = None,
-    threshold: float = 2.0,
+    threshold: float = OCCURRENCE_THRESHOLD,
     batch_size: int = 32,
     device: str = "cpu",
     workers: int = 0,

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from facskit.aus import BP4D_AUS, MAX_INTENSITY
 from facskit.errors import CheckpointError
-from facskit.models.spec import BP4D_AUS, INTENSITY_MAX, INTENSITY_MIN, AUModel, ModelSpec
+from facskit.models.spec import INTENSITY_MIN, AUModel, ModelSpec
 
 FORMAT = "facskit-checkpoint"
 FORMAT_VERSION = 1
@@ -124,7 +125,7 @@ def save_checkpoint(path: str | Path, model: AUModel, extra: dict[str, Any] | No
         "readout": {
             "rule": spec.readout,
             "convention": spec.convention,
-            "range": [INTENSITY_MIN, INTENSITY_MAX],
+            "range": [INTENSITY_MIN, MAX_INTENSITY],
         },
         "training": _plain(training, "training"),
         "extra": _plain(extra, "extra"),

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from facskit.aus import BP4D_AUS, DISFA_AUS
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -28,12 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 Convention = Literal["bmvc", "scc"]
 Arch = Literal["hourglass", "scc"]
 
-BP4D_AUS: tuple[int, ...] = (6, 10, 12, 14, 17)
-DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-
 # Intensities are on the FACS 0-5 scale; both papers read a map's maximum and clip it to that range.
 INTENSITY_MIN = 0.0
-INTENSITY_MAX = 5.0
 READOUT = "max_clip_0_5"
 
 # Bounds of a spec's sizes. A spec is small and its network's size follows from it, so a checkpoint of a

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facskit.aus import MAX_INTENSITY
 from facskit.synth.appearance import SCALE, SHIFT, apply_layers, au_appearance_layers, draw_mouth_interior
 from facskit.synth.face_model import (
     ROTATION_CENTRE,
@@ -128,9 +129,9 @@ def depth_map(xs: np.ndarray, ys: np.ndarray, shape: np.ndarray, aus: dict[int, 
     A head ellipsoid plus anatomical bumps placed on the landmarks: nose ridge and tip, brow ridge, eye
     sockets, cheekbones (raised by AU6/AU12), lips, chin (boss grows with AU17).
     """
-    a6 = min(aus.get(6, 0.0), 5.0) / 5.0
-    a12 = min(aus.get(12, 0.0), 5.0) / 5.0
-    a17 = min(aus.get(17, 0.0), 5.0) / 5.0
+    a6 = min(aus.get(6, 0.0), MAX_INTENSITY) / MAX_INTENSITY
+    a12 = min(aus.get(12, 0.0), MAX_INTENSITY) / MAX_INTENSITY
+    a17 = min(aus.get(17, 0.0), MAX_INTENSITY) / MAX_INTENSITY
     half_width = float(shape[16, 0] - shape[0, 0]) / 2
     ax, ay, cy = half_width * 1.04, 1.3, 0.2
     r2 = (xs / ax) ** 2 + ((ys - cy) / ay) ** 2

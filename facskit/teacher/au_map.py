@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facskit.aus import MAX_INTENSITY
 from facskit.teacher.blendshapes import BLENDSHAPE_NAMES, TeacherReading, TeacherUnavailable
 
 MAP_FILE = Path(__file__).resolve().parent / "au_map.json"
-MAX_INTENSITY = 5.0
 LIPS_APART = "lipsApart"  # the mesh's inner-lip gap (TeacherReading.lips_apart), a pseudo-coefficient
 
 # AU -> the coefficients whose mean reads it (left and right averaged: FACS codes the stronger side, but
