@@ -164,3 +164,22 @@ def test_teach_train_analyze_round_trip(taught: Path, media_dir: Path, tmp_path:
     rows = Detector(model=str(tmp_path / "run" / "last.ckpt")).analyze(str(media_dir / "single_face.jpg"))
     assert len(rows) == 1 and bool(rows["face_detected"].iloc[0])
     assert np.isfinite(rows[[f"AU{a:02d}" for a in AU_SOURCES]].to_numpy(float)).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("meta.json", b"{not json"), ("meta.json", b'{"format": "facskit-prepared-cache", "version": 1}'),
+     ("index.parquet", b"PAR1garbage")],
+)  # fmt: skip
+def test_a_damaged_cache_is_one_error_naming_the_file(
+    taught: Path, tmp_path: Path, name: str, content: bytes
+):
+    import shutil
+
+    from facskit.errors import DatasetError
+
+    copy = tmp_path / "cache"
+    shutil.copytree(taught, copy)
+    (copy / name).write_bytes(content)
+    with pytest.raises(DatasetError, match=name.replace(".", r"\.")):
+        PreparedCache(copy)

@@ -157,11 +157,29 @@ class PreparedCache:
                 f"{self.path} is not a complete prepared cache (missing {META_FILE} or {INDEX_FILE}); "
                 "run `facskit prepare` (again) to finish it"
             )
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        if self.meta.get("format") != CACHE_FORMAT or self.meta.get("version") != CACHE_VERSION:
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{meta_path}: unreadable ({error}); run `facskit prepare` again") from None
+        if (
+            not isinstance(self.meta, dict)
+            or self.meta.get("format") != CACHE_FORMAT
+            or self.meta.get("version") != CACHE_VERSION
+        ):
             raise DatasetError(f"{meta_path}: not a version {CACHE_VERSION} {CACHE_FORMAT}")
-        self.aus: tuple[int, ...] = tuple(int(a) for a in self.meta["aus"])
-        self.frames: pd.DataFrame = pd.read_parquet(index_path)
+        try:
+            self.aus: tuple[int, ...] = tuple(int(a) for a in self.meta["aus"])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(f"{meta_path}: no valid AU list ('aus')") from None
+        try:
+            self.frames: pd.DataFrame = pd.read_parquet(index_path)
+        except Exception as error:  # pyarrow raises several unrelated types for a damaged file
+            raise DatasetError(
+                f"{index_path}: unreadable ({type(error).__name__}); run `facskit prepare` again"
+            ) from None
+        missing = {"skip_reason", "shard", "offset", "subject"} - set(self.frames.columns)
+        if missing:
+            raise DatasetError(f"{index_path}: not a prepared-cache index (no {', '.join(sorted(missing))})")
         self._set_rows(self.frames[self.frames["skip_reason"] == ""])
 
     def _set_rows(self, index: pd.DataFrame) -> None:
