@@ -20,7 +20,7 @@ MAX_FRAMES = 4
 
 @pytest.fixture(scope="module")
 def detector(checkpoint) -> Detector:
-    return Detector(model=checkpoint, batch_size=32)
+    return Detector(model=checkpoint, batch_size=32, backend="torch", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_largest_face_and_array_input(checkpoint, media_dir) -> None:
     import cv2
 
     image = cv2.imread(str(media_dir / "multi_face.jpg"))[..., ::-1].copy()
-    largest = Detector(model=checkpoint, faces="largest").analyze(image)
+    largest = Detector(model=checkpoint, faces="largest", backend="torch", precision="fp32").analyze(image)
     assert len(largest) == 1 and largest["file"].iloc[0] == "<array>"
     assert bool(largest["face_detected"].iloc[0])
 
@@ -74,7 +74,7 @@ def test_model_choices_fail_clearly(tmp_path) -> None:
     with pytest.raises(UsageError, match="faces"):
         Detector(model=create_model("bmvc2018-tiny"), faces="some")  # type: ignore[arg-type]
     with pytest.warns(UserWarning, match="untrained"):
-        detector = Detector(model="bmvc2018-tiny")
+        detector = Detector(model="bmvc2018-tiny", backend="torch", precision="fp32")
     assert detector.attrs()["model_trained"] is False
 
 
@@ -85,7 +85,7 @@ def test_default_model_is_the_shipped_checkpoint_or_a_clear_error(tmp_path, monk
     assert detector_module.DEFAULT_WEIGHTS.is_file(), "facskit ships trained default weights"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # shipped weights are trained: no "untrained" warning
-        shipped = Detector()
+        shipped = Detector(backend="torch", precision="fp32")
     assert shipped.attrs()["model_trained"] is True
     assert tuple(shipped.attrs()["aus"]) == SYNTH_AUS
     monkeypatch.setattr(detector_module, "DEFAULT_WEIGHTS", tmp_path / "missing.ckpt")

@@ -96,7 +96,7 @@ def test_a_folder_without_media_among_other_inputs(tmp_path, checkpoint, capsys)
 
 @pytest.fixture(scope="module")
 def detector(checkpoint) -> Detector:
-    return Detector(model=checkpoint)
+    return Detector(model=checkpoint, backend="torch", precision="fp32")
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ def test_writes_one_row_per_face_per_frame(
 ) -> None:
     out = tmp_path / "faces.csv"
     code = main(["faces", str(media_dir / "single_face.jpg"), str(media_dir / "single_face.mp4"),
-                 "--every", "6", "--out", str(out)])  # fmt: skip
+                 "--frame-step", "6", "--out", str(out)])  # fmt: skip
     assert code == 0
     table = pd.read_csv(out)
     assert list(table.columns) == FACE_COLUMNS
@@ -33,7 +33,10 @@ def test_writes_one_row_per_face_per_frame(
 
 def test_frame_without_face_is_a_row(tmp_path: Path, media_dir: Path) -> None:
     out = tmp_path / "faces.csv"
-    assert main(["faces", str(media_dir / "no_face.mp4"), "--every", "30", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(["faces", str(media_dir / "no_face.mp4"), "--frame-step", "30", "--out", str(out), "--quiet"])
+        == 0
+    )
     table = pd.read_csv(out)
     assert list(table.frame) == [0, 30, 60, 90]
     assert not table.face_detected.any() and table.x_0.isna().all() and (table.face_id == -1).all()

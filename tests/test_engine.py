@@ -28,7 +28,8 @@ def _analyze(model, video, **options):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pd.DataFrame(Detector(model=model, **options).analyze(video, max_frames=FRAMES))
+        pinned = {"backend": "torch", "precision": "fp32", **options}
+        return pd.DataFrame(Detector(model=model, **pinned).analyze(video, max_frames=FRAMES))
 
 
 def test_pipelined_equals_plain_loop_and_batch_size_does_not_matter(tiny_model, media_dir) -> None:

@@ -37,10 +37,10 @@ def front_end() -> FaceFrontEnd:
     return FaceFrontEnd()
 
 
-def _track(front_end: FaceFrontEnd, path: Path, frames: int, every: int = 1) -> list[list[TrackedFace]]:
+def _track(front_end: FaceFrontEnd, path: Path, frames: int, frame_step: int = 1) -> list[list[TrackedFace]]:
     tracker = FaceTracker(detector=front_end.video_detector, predictor=front_end.predictor)
     found = []
-    for frame in iter_frames(path, every=every):
+    for frame in iter_frames(path, frame_step=frame_step):
         found.append([face for face in tracker.update(frame.image) if face.success])
         if len(found) == frames:
             break
@@ -92,7 +92,7 @@ def test_no_face_video_has_no_face(front_end: FaceFrontEnd, media_dir: Path) -> 
 
 def test_still_detector_rejects_weak_false_alarms(front_end: FaceFrontEnd, media_dir: Path) -> None:
     # Frames 22-50 of no_face.mp4 hold HOG false alarms scoring up to -0.06: the CNN check removes them.
-    for frame in iter_frames(media_dir / "no_face.mp4", every=14):
+    for frame in iter_frames(media_dir / "no_face.mp4", frame_step=14):
         if frame.index in (28, 42):
             assert front_end.still_detector.detect(frame.image) == []
         if frame.index > 42:
@@ -124,8 +124,8 @@ def test_tracker_detects_every_n_frames_not_every_frame(front_end: FaceFrontEnd,
             calls.append(1)
             return super().candidates(image, min_score)
 
-    tracker = FaceTracker(every=5, detector=CountingDetector(upsample=0, verify_weak=False, max_side=640),
-                          predictor=front_end.predictor)  # fmt: skip
+    counting = CountingDetector(upsample=0, verify_weak=False, max_side=640)
+    tracker = FaceTracker(detect_every=5, detector=counting, predictor=front_end.predictor)
     for frame in iter_frames(media_dir / "single_face.mp4"):
         tracker.update(frame.image)
         if frame.index == 29:
@@ -195,5 +195,5 @@ def test_front_end_streams_stills_and_videos(front_end: FaceFrontEnd, media_dir:
     [(frame, faces)] = list(front_end.iter_faces(MediaFile(media_dir / "single_face.jpg", MediaKind.IMAGE)))
     assert frame.index == 0 and len(faces) == 1
     video = MediaFile(media_dir / "single_face.mp4", MediaKind.VIDEO)
-    indices = [frame.index for frame, faces in front_end.iter_faces(video, every=10) if faces]
+    indices = [frame.index for frame, faces in front_end.iter_faces(video, frame_step=10) if faces]
     assert indices == list(range(0, 72, 10))

@@ -177,14 +177,14 @@ def test_video_probe_and_timestamps(media_dir: Path) -> None:
 
 
 def test_every_nth_frame(media_dir: Path) -> None:
-    frames = _first(iter_frames(media_dir / "WolfgangLanger_Pexels.mp4", every=5), 8)
+    frames = _first(iter_frames(media_dir / "WolfgangLanger_Pexels.mp4", frame_step=5), 8)
     assert [f.index for f in frames] == [0, 5, 10, 15, 20, 25, 30, 35]
     assert frames[1].timestamp == pytest.approx(5 / WOLFGANG_FPS)
 
 
 def test_variable_frame_rate_timestamps_come_from_pts(media_dir: Path) -> None:
     # face_noface.mov averages 26.4 fps but its frames are not evenly spaced: index / fps would be wrong.
-    times = np.array([f.timestamp for f in iter_frames(media_dir / "face_noface.mov", every=4)])
+    times = np.array([f.timestamp for f in iter_frames(media_dir / "face_noface.mov", frame_step=4)])
     steps = np.diff(times)
     assert times[0] == 0.0 and np.all(steps > 0)
     assert steps.max() - steps.min() > 0.01  # uneven spacing survives
@@ -196,7 +196,7 @@ def test_truncated_video_yields_good_frames_then_raises(tmp_path: Path, media_di
     path.write_bytes(data[: int(len(data) * 0.25)])
     decoded = []
     with pytest.raises(MediaError, match="cut.mp4.*truncated"):
-        for frame in iter_frames(path, every=8):  # every=8 keeps the RGB conversions cheap
+        for frame in iter_frames(path, frame_step=8):  # frame_step=8 keeps the RGB conversions cheap
             decoded.append(frame.index)
     assert decoded and decoded == list(range(0, decoded[-1] + 1, 8))
     assert decoded[-1] < WOLFGANG_FRAMES - 10

@@ -22,7 +22,7 @@ def _micro_detector():
     model = create_model("bmvc2018-tiny", width=32, depth=2, input_size=64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Detector(model=model, batch_size=8)
+        return Detector(model=model, batch_size=8, backend="torch", precision="fp32")
 
 
 def test_plan_chunks_warm_up_is_aligned_to_detection_rounds() -> None:
@@ -116,7 +116,7 @@ def test_start_ray_warms_one_worker_per_task_slot(ray_local) -> None:
     from facskit.analyze.distributed import start_ray
     from facskit.errors import UsageError
 
-    refs = start_ray(None, every=5)  # the fixture's 2-CPU instance: two one-CPU slots
+    refs = start_ray(None, detect_every=5)  # the fixture's 2-CPU instance: two one-CPU slots
     pids = ray_local.get(refs)
     assert len(refs) == 2 and all(isinstance(pid, int) and pid > 0 for pid in pids)
     assert len(start_ray(None, workers=1)) == 1  # only the slots the run will use

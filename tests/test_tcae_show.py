@@ -38,7 +38,7 @@ def test_track_pairs_crop_the_target_as_the_source(video: Path) -> None:
         assert np.array_equal(source_a, source_t)  # the source frame is aligned either way
         assert not np.array_equal(target_a, target_t)  # the head moved between the two frames
     # the track target is the target frame through the source frame's alignment (same tracker, same faces)
-    tracker, found = FaceTracker(every=5), {}
+    tracker, found = FaceTracker(detect_every=5), {}
     for frame in iter_frames(video):
         faces = [f for f in tracker.update(frame.image) if f.success]
         if frame.index in (0, 20):

@@ -144,7 +144,7 @@ def test_default_aligner_track_crops_frames_through_the_first_frames_alignment(t
 
     video = _fake_videos(tmp_path, 1)[0]
     track, aligned = default_aligner(64, crop="track"), default_aligner(64, crop="aligned")
-    tracker = FaceTracker(every=5)
+    tracker = FaceTracker(detect_every=5)
     first_matrix = None
     for frame in iter_frames(video):
         faces = [f for f in tracker.update(frame.image) if f.success]

@@ -161,7 +161,8 @@ def test_teach_train_analyze_round_trip(taught: Path, media_dir: Path, tmp_path:
     )
     result = train(config, tmp_path / "run", quiet=True)
     assert result.global_step > 0 and np.isfinite(result.history[-1]["train_loss"])
-    rows = Detector(model=str(tmp_path / "run" / "last.ckpt")).analyze(str(media_dir / "single_face.jpg"))
+    detector = Detector(model=str(tmp_path / "run" / "last.ckpt"), backend="torch", precision="fp32")
+    rows = detector.analyze(str(media_dir / "single_face.jpg"))
     assert len(rows) == 1 and bool(rows["face_detected"].iloc[0])
     assert np.isfinite(rows[[f"AU{a:02d}" for a in AU_SOURCES]].to_numpy(float)).all()
 

@@ -1,7 +1,7 @@
 """``Detector``: the one object a user needs to get per-frame AU intensities from images and videos.
 
     from facskit import Detector
-    det = Detector()                              # the shipped default model, CPU
+    det = Detector()                              # the shipped default model; CUDA if there is one
     result = det.analyze("interview.mp4")         # an AUResult (a pandas DataFrame)
     result.summary(); result.plot_timeseries()
 
@@ -52,6 +52,7 @@ from facskit.analyze.results import (
     thresholds_for,
 )
 from facskit.aus import OCCURRENCE_THRESHOLD
+from facskit.deprecation import renamed_keyword
 from facskit.errors import CheckpointError, MediaError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -180,35 +181,40 @@ class Detector:
     Args:
         model: ``"default"`` (trained weights shipped with facskit), a checkpoint, an ``.onnx`` file, a
             registry name (untrained: for testing) or a model object.
-        device: ``"cpu"`` or ``"cuda"`` (torch backend).
-        every: run the face detector every ``every`` frames; landmarks are tracked on every frame between.
+        device: ``"auto"`` (CUDA when available, else the CPU; what ``facskit analyze`` uses), ``"cpu"``
+            or ``"cuda[:N]"``.
+        detect_every: run the face detector every ``detect_every`` analysed frames; landmarks are tracked
+            on every frame between.
         faces: ``"all"`` faces, or only the ``"largest"`` one per frame.
         batch_size: crops per network call. Results do not depend on it.
-        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported once and cached).
+        backend: ``"auto"`` (the fastest that passes the accuracy check on this machine, as ``facskit
+            analyze`` does), ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported once and cached).
         smoothing: ``None`` (off), a window in frames (centred moving median per face) or a ``Smoothing``.
         threshold: occurrence threshold on the 0-5 scale, one number or ``{AU: value}``.
         calibration: ``None`` (off), ``True`` (subtract each face's 5th percentile per AU), a percentile
             or a ``Calibration``.
         frame_step: analyse every ``frame_step``-th frame only (1 = all frames).
-        precision: ``"auto"`` (the fastest path that passed the accuracy check on this CPU), ``"fp32"``,
+        precision: ``"auto"`` (the fastest path that passed the accuracy check on this machine; with
+            ``backend="torch"`` that is fp32 or bf16), ``"fp32"``,
             ``"bf16"`` (torch autocast; fp16 AMP on CUDA) or ``"int8"`` (ONNX Runtime, statically quantised).
         pipelined: overlap decode, face tracking and the network on threads (same numbers as the serial
             loop, which ``pipelined=False`` runs).
     """
 
+    @renamed_keyword("every", "detect_every")
     def __init__(
         self,
         model: str | os.PathLike[str] | AUModel = DEFAULT_MODEL,
-        device: str = "cpu",
-        every: int = 5,
+        device: str = "auto",
+        detect_every: int = 5,
         faces: FaceSelection = "all",
         batch_size: int = 16,
-        backend: BackendName = "torch",
+        backend: BackendName = "auto",
         smoothing: Smoothing | int | None = None,
         threshold: float | Mapping[Any, float] = OCCURRENCE_THRESHOLD,
         calibration: Calibration | bool | float | None = None,
         frame_step: int = 1,
-        precision: Precision = "fp32",
+        precision: Precision = "auto",
         pipelined: bool = True,
     ) -> None:
         if faces not in FACE_SELECTIONS:
@@ -218,10 +224,10 @@ class Detector:
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.pipelined = bool(pipelined)
-        if every < 1 or batch_size < 1 or frame_step < 1:
-            raise UsageError("every, batch_size and frame_step must be >= 1")
-        self.device = device
-        self.every = int(every)
+        if detect_every < 1 or batch_size < 1 or frame_step < 1:
+            raise UsageError("detect_every, batch_size and frame_step must be >= 1")
+        self.device = device = concrete_device(device, model)
+        self.detect_every = int(detect_every)
         self.faces: FaceSelection = faces
         self.batch_size = int(batch_size)
         self.frame_step = int(frame_step)
@@ -364,7 +370,7 @@ class Detector:
             "readout": spec.readout,
             "backend": self.backend.name,
             "precision": getattr(self.backend, "precision", "fp32"),
-            "every": self.every,
+            "detect_every": self.detect_every,
             "faces": self.faces,
             "frame_step": self.frame_step,
             "thresholds": {f"AU{a:02d}": t for a, t in self.thresholds.items()},
@@ -376,7 +382,7 @@ class Detector:
     def options(self) -> dict[str, Any]:
         """The options that change the numbers: a resumed run must use the same ones."""
         attrs = self.attrs()
-        keys = ("model_hash", "aus", "every", "faces", "frame_step", "thresholds", "smoothing")
+        keys = ("model_hash", "aus", "detect_every", "faces", "frame_step", "thresholds", "smoothing")
         out = {k: attrs[k] for k in keys}
         out["calibration"] = self.calibration.percentile if self.calibration else None
         return out
@@ -419,7 +425,7 @@ class Detector:
     def front_end(self) -> Any:
         """The face detector, landmark model and tracker settings, loaded once and shared by all inputs."""
         if self._front_end is None:
-            self._front_end = shared_front_end(self.every)
+            self._front_end = shared_front_end(self.detect_every)
         return self._front_end
 
     def _media(self, source: Any) -> Any:
@@ -445,7 +451,7 @@ class Detector:
             image = _check_array(source)
             yield _ArrayFrame(image), faces_in_image(image, front.still_detector, front.predictor)
             return
-        for frame, faces in self.front_end.iter_faces(source, every=self.frame_step):
+        for frame, faces in self.front_end.iter_faces(source, frame_step=self.frame_step):
             if max_frames is not None and frame.index >= max_frames:
                 break
             if frame.index >= start_frame:
@@ -453,12 +459,31 @@ class Detector:
 
 
 @functools.cache
-def shared_front_end(every: int) -> Any:
+def shared_front_end(detect_every: int) -> Any:
     """dlib's models take seconds to load and are read-only: every Detector of a process shares them (a
     fresh tracker is still made per input, so no state leaks between inputs)."""
     from facskit.faces import FaceFrontEnd
 
-    return FaceFrontEnd(detect_every=every)
+    return FaceFrontEnd(detect_every=detect_every)
+
+
+def concrete_device(device: str, model: Any = None) -> str:
+    """``device`` with ``"auto"`` made concrete: ``"cuda"`` where the model can run there, else ``"cpu"``.
+
+    For an ``.onnx`` file that is ONNX Runtime's CUDA provider, asked without importing torch (what keeps a
+    Ray worker's start-up light); for anything else, torch's CUDA. Other names are returned unchanged.
+    """
+    if device != "auto":
+        return device
+    if isinstance(model, str | os.PathLike) and os.fspath(model).lower().endswith(".onnx"):
+        try:
+            import onnxruntime
+        except ImportError:  # OnnxBackend names the missing extra
+            return "cpu"
+        return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 ACCEPTED_INPUTS = (

@@ -6,7 +6,7 @@
 
 Every file is one task, and a video longer than ``chunk_frames`` is cut into time chunks. The face tracker
 carries state from frame to frame (landmarks are re-fitted from the previous frame's, detection runs every
-``every`` frames), so a chunk cannot simply start at its first frame: it starts ``warmup`` frames early,
+``detect_every`` frames), so a chunk cannot start at its first frame: it starts ``warmup`` frames early,
 tracks through that warm-up without running the network, and its warm-up rows are dropped. To give exactly
 the numbers of a single-process run, the stitcher checks that the chunk's tracker has *caught up* with the
 previous chunk's: both record a fingerprint of the full tracker state (detection phase, every track's
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from facskit.deprecation import renamed_keyword
 from facskit.errors import MediaError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,10 +54,10 @@ MAX_RETRIES = 3
 FALLBACK_WARMUP_FACTOR = 4
 
 
-def default_warmup(every: int) -> int:
+def default_warmup(detect_every: int) -> int:
     """Frames a chunk tracks before its first row: 8 detection rounds plus 20 frames (caught up in 12-36
     frames on the sample media)."""
-    return 8 * every + 20
+    return 8 * detect_every + 20
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,16 @@ class Chunk:
 
 
 def plan_chunks(
-    frame_count: int | None, chunk_frames: int, warmup: int, every: int, frame_step: int = 1
+    frame_count: int | None, chunk_frames: int, warmup: int, detect_every: int, frame_step: int = 1
 ) -> list[Chunk]:
     """Time chunks of a video of ``frame_count`` frames (one chunk when unknown or short).
 
-    Warm-up starts are rounded down to a multiple of ``every * frame_step`` so the chunk's detection rounds
-    fall on the same frames as the single run's (the tracker detects on its first frame).
+    Warm-up starts are rounded down to a multiple of ``detect_every * frame_step`` so the chunk's detection
+    rounds fall on the same frames as the single run's (the tracker detects on its first frame).
     """
     if not frame_count or frame_count <= chunk_frames:
         return [Chunk(0, 0, None, 0)]
-    period = every * frame_step
+    period = detect_every * frame_step
     starts = list(range(0, frame_count, chunk_frames))
 
     def warm(start: int, frames: int) -> int:
@@ -152,7 +153,7 @@ class DetectorRecipe:
     backend: str
     precision: str
     device: str
-    every: int
+    detect_every: int
     faces: str
     batch_size: int
     frame_step: int
@@ -168,7 +169,7 @@ class DetectorRecipe:
             backend.name,
             getattr(backend, "precision", "fp32"),
             detector.device,
-            detector.every,
+            detector.detect_every,
             detector.faces,
             detector.batch_size,
             detector.frame_step,
@@ -199,14 +200,16 @@ class DetectorRecipe:
                 with tempfile.TemporaryDirectory(prefix="facskit-ray-") as folder:
                     path = Path(folder) / "model.onnx"
                     path.write_bytes(self.model)
-                    detector = Detector(model=path, device=self.device, every=self.every, faces=self.faces)
+                    detector = Detector(
+                        model=path, device=self.device, detect_every=self.detect_every, faces=self.faces
+                    )
                     # a session capped to the task's CPUs, at the driver's precision
                     detector.backend = OnnxBackend(path, self.device, self.threads, self.precision)
             else:
                 detector = Detector(
                     model=self.model,
                     device=self.device,
-                    every=self.every,
+                    detect_every=self.detect_every,
                     faces=self.faces,  # type: ignore[arg-type]
                     backend=self.backend,  # type: ignore[arg-type]
                     precision=self.precision,  # type: ignore[arg-type]
@@ -390,7 +393,7 @@ def stop_ray() -> None:
     ray.shutdown()
 
 
-def _warm_worker(every: int, with_torch: bool = False) -> int:
+def _warm_worker(detect_every: int, with_torch: bool = False) -> int:
     """Import the heavy libraries and load dlib's models in a worker (they stay loaded in the process):
     the landmark model and the video face detector its tasks track with (0.4 s and 0.3 s here).
 
@@ -400,14 +403,14 @@ def _warm_worker(every: int, with_torch: bool = False) -> int:
     import importlib
     import os
 
-    from facskit.analyze.detector import shared_front_end
+    from facskit.faces.shared import shared_front_end
 
     if with_torch:
         importlib.import_module("torch")  # the import is the point: it takes a second in a fresh process
     with contextlib.suppress(ImportError):  # the auto/onnx backends' runtime, an optional extra
         importlib.import_module("onnxruntime")
 
-    shared_front_end(every).video_detector  # noqa: B018 - loading it is the point
+    shared_front_end(detect_every).video_detector  # noqa: B018 - loading it is the point
     return os.getpid()
 
 
@@ -418,9 +421,10 @@ def task_slots(ray: Any, cpus_per_task: int, workers: int | None = None) -> int:
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
 
 
+@renamed_keyword("every", "detect_every")
 def start_ray(
     address: str | None,
-    every: int = 5,
+    detect_every: int = 5,
     cpus_per_task: int = 1,
     workers: int | None = None,
     with_torch: bool = False,
@@ -435,7 +439,7 @@ def start_ray(
     ray = init_ray(address)
     slots = task_slots(ray, cpus_per_task, workers)
     warm = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_warm_worker)
-    return [warm.remote(every, with_torch) for _ in range(slots)]
+    return [warm.remote(detect_every, with_torch) for _ in range(slots)]
 
 
 def analyze_ray_raw(
@@ -463,7 +467,7 @@ def analyze_ray_raw(
     limit = task_slots(ray, cpus_per_task, workers)
     remote = _remote(ray, cpus_per_task)
     recipe_ref = ray.put(DetectorRecipe.of(detector, threads=int(cpus_per_task)))
-    warmup = default_warmup(detector.every) if warmup is None else warmup
+    warmup = default_warmup(detector.detect_every) if warmup is None else warmup
     plans: dict[str, list[Chunk]] = {}
     for label in labels:
         try:
@@ -473,7 +477,7 @@ def analyze_ray_raw(
             count = None
         if count and max_frames:
             count = min(count, max_frames)
-        plans[label] = plan_chunks(count, chunk_frames, warmup, detector.every, detector.frame_step)
+        plans[label] = plan_chunks(count, chunk_frames, warmup, detector.detect_every, detector.frame_step)
     tasks = [(label, chunk) for label, chunks in plans.items() for chunk in chunks]
     missing = {label: len(chunks) for label, chunks in plans.items()}
     results: dict[tuple[str, int], ChunkResult] = {}

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from facskit.analyze.pipeline import AnalysisPipeline, FrameResult, PreparedFrame
+from facskit.deprecation import renamed_keyword
 
 T = TypeVar("T")
 
@@ -93,10 +94,11 @@ def in_background(items: Iterable[T], maxsize: int, name: str) -> Iterator[T]:
         thread.join(timeout=5)
 
 
+@renamed_keyword("every", "frame_step")
 def tracked_video_frames(
     front_end: Any,
     media: Any,
-    every: int = 1,
+    frame_step: int = 1,
     start_frame: int = 0,
     max_frames: int | None = None,
     observe: TrackerObserver | None = None,
@@ -104,7 +106,7 @@ def tracked_video_frames(
     decode_threads: int | None = None,
     prefetch: bool = True,
 ) -> Iterator[tuple[Any, list[Any]]]:
-    """``(frame, tracked faces)`` for every ``every``-th frame of a video, decoded on its own thread.
+    """``(frame, tracked faces)`` for every ``frame_step``-th frame of a video, decoded on its own thread.
 
     The same loop as :meth:`FaceFrontEnd.iter_faces` (one tracker, updated on every yielded frame), with the
     decoder prefetching. Frames before ``start_frame`` are tracked (so face ids and landmarks are those of an
@@ -117,9 +119,9 @@ def tracked_video_frames(
     from facskit.io import iter_frames
 
     tracker = FaceTracker(
-        every=front_end.detect_every, detector=front_end.video_detector, predictor=front_end.predictor
+        detect_every=front_end.detect_every, detector=front_end.video_detector, predictor=front_end.predictor
     )
-    decoded = iter_frames(media, every=every, threads=decode_threads)
+    decoded = iter_frames(media, frame_step=frame_step, threads=decode_threads)
     frames = in_background(decoded, DECODE_QUEUE_FRAMES, "facskit-decode") if prefetch else decoded
     try:
         for frame in frames:

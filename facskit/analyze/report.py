@@ -203,7 +203,7 @@ def model_card(attrs: dict[str, Any]) -> str:
         ("alignment", json.dumps(attrs.get("alignment"))),
         ("readout", attrs.get("readout")),
         ("backend", attrs.get("backend")),
-        ("face detection every", attrs.get("every")),
+        ("face detection every (frames)", attrs.get("detect_every", attrs.get("every"))),  # "every": older
         ("faces", attrs.get("faces")),
         ("occurrence thresholds", json.dumps(attrs.get("thresholds"))),
         ("smoothing", json.dumps(attrs.get("smoothing"))),

@@ -64,6 +64,8 @@ SUMMARY_FILE = "summary.csv"
 LOCK_FILE = ".facskit-analyze.lock"
 NEXT_FRAME_KEY = b"facskit.next_frame"
 PROVENANCE_KEY = b"facskit.provenance"  # a part's JSON {"input": ..., "options": ...}
+# Run options recorded under an older name -> today's name, so a folder written before a rename is resumed.
+RENAMED_OPTIONS = {"every": "detect_every"}
 OVERLAY_SUFFIX = ".overlay.mp4"
 # Result stems that would overwrite the folder's own files (compared without case: macOS, Windows).
 RESERVED_STEMS = frozenset({Path(SUMMARY_FILE).stem})
@@ -235,7 +237,12 @@ def read_run_file(out_dir: Path) -> dict[str, Any] | None:
         ) from None
     if not isinstance(recorded, dict):
         raise FacskitError(f"{path}: not a facskit run file; delete it to reuse the folder")
-    return recorded
+    return current_option_names(recorded)
+
+
+def current_option_names(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded run options under today's names (:data:`RENAMED_OPTIONS`), values unchanged."""
+    return {RENAMED_OPTIONS.get(key, key): value for key, value in options.items()}
 
 
 def recorded_backend(out_dir: Path | str) -> tuple[str, str] | None:
@@ -516,11 +523,12 @@ def _why_not_done(target: Path, provenance: Mapping[str, Any]) -> str | None:
         return "has no complete metadata (no record of its input and options)"
     if attrs["input"] != provenance["input"]:
         return "was made from an earlier version of the input (its size or modification time changed)"
-    if attrs["run_options"] != provenance["options"]:
+    recorded = current_option_names(attrs["run_options"]) if isinstance(attrs["run_options"], dict) else {}
+    if recorded != provenance["options"]:
         changed = sorted(
             k
-            for k in set(attrs["run_options"]) | set(provenance["options"])
-            if attrs["run_options"].get(k) != provenance["options"].get(k)
+            for k in set(recorded) | set(provenance["options"])
+            if recorded.get(k) != provenance["options"].get(k)
         )
         return f"was made with other options ({', '.join(changed)})"
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib import import_module
+from typing import Any
 
 from facskit.errors import FacskitError
 
@@ -59,6 +60,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "robustness": ("robustness", "ICC against Gaussian landmark noise before alignment (BMVC'18 protocol)"),
     "compare": ("compare", "put several runs and the papers' published tables side by side"),
 }
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new option's ``dest``; says in one line what to use."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"{parser.prog}: note: {option_string} is deprecated and will be removed in the next release; "
+            f"use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(parser: Any, old: str, new: str, **kwargs: Any) -> None:
+    """Accept the option ``old`` for one release as a hidden spelling of ``new`` (same ``dest``; ``kwargs``
+    such as ``type`` as ``new`` has them). ``parser``: an ArgumentParser or one of its groups; where ``new``
+    is required, put both in a required mutually exclusive group, so either satisfies it. The Python
+    counterpart is :func:`facskit.deprecation.renamed_keyword`."""
+    parser.add_argument(
+        old,
+        dest=new.lstrip("-").replace("-", "_"),
+        action=_DeprecatedAlias,
+        new=new,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+        **kwargs,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

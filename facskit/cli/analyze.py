@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from facskit.aus import OCCURRENCE_THRESHOLD
+from facskit.cli import add_deprecated_alias
 from facskit.errors import UsageError
 
 
@@ -42,9 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--faces", choices=("all", "largest"), default="all", help="all faces or the largest one"
     )
     parser.add_argument(
-        "--every", type=int, default=5, help="run the face detector every N frames (default 5)"
+        "--detect-every",
+        type=int,
+        default=5,
+        metavar="N",
+        help="run the face detector every N analysed frames, track landmarks between (default 5)",
     )
-    parser.add_argument("--frame-step", type=int, default=1, help="analyse every N-th frame only (default 1)")
+    add_deprecated_alias(parser, "--every", "--detect-every", type=int)
+    parser.add_argument(
+        "--frame-step", type=int, default=1, metavar="N", help="analyse every N-th frame only (default 1)"
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="stop each video after N frames")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="result file format")
     parser.add_argument(
@@ -61,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--save-heatmaps", action="store_true", help="store raw heatmaps (float16 .npz per chunk)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when available, else the CPU; default), cpu or cuda[:N]"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=16, help="faces per network call (no effect on results)"
     )
@@ -122,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from facskit.analyze.detector import Detector
+    from facskit.analyze.detector import Detector, concrete_device
     from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES
     from facskit.analyze.runner import OutputOptions, analyze_to_dir
     from facskit.aus import parse_aus
@@ -139,17 +149,18 @@ def run(args: argparse.Namespace) -> int:
         from facskit.analyze.distributed import start_ray
 
         # Workers warm up meanwhile, with torch only where the options pin it (auto: usually ONNX Runtime).
+        args.device = concrete_device(args.device, args.model)
         with_torch = not args.model.lower().endswith(".onnx") and always_torch(
             args.device, args.backend, args.precision
         )
-        start_ray(args.ray, args.every, args.cpus_per_task, args.workers, with_torch=with_torch)
+        start_ray(args.ray, args.detect_every, args.cpus_per_task, args.workers, with_torch=with_torch)
     with warnings.catch_warnings():
         if args.quiet:
             warnings.simplefilter("ignore")
         detector = Detector(
             model=args.model,
             device=args.device,
-            every=args.every,
+            detect_every=args.detect_every,
             faces=args.faces,
             batch_size=args.batch_size,
             backend=args.backend,

@@ -33,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass in evaluation")
-    parser.add_argument("--device", default="cpu", help="evaluation device: cpu (default), cuda or auto")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="evaluation device: auto (CUDA when available; default), cpu, cuda[:N]",
+    )
     parser.add_argument(
         "--checkpoint",
         choices=("last", "best"),

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from facskit.cli import add_deprecated_alias
 from facskit.errors import FacskitError, UsageError
 
 # Decimal places per column: sub-pixel landmarks, microsecond timestamps; keeps the CSV small.
@@ -22,8 +23,13 @@ COORDINATE_DECIMALS = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, videos, folders or glob patterns")
-    parser.add_argument("--out", required=True, type=Path, help="CSV file to write (replaced atomically)")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th video frame")
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="CSV file to write (replaced atomically)"
+    )
+    parser.add_argument(
+        "--frame-step", type=int, default=1, metavar="N", help="process every N-th video frame"
+    )
+    add_deprecated_alias(parser, "--every", "--frame-step", type=int)
     parser.add_argument(
         "--detect-every",
         type=int,
@@ -47,8 +53,8 @@ def _report(error: FacskitError) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.every < 1 or args.detect_every < 1:
-        raise UsageError("--every and --detect-every must be at least 1")
+    if args.frame_step < 1 or args.detect_every < 1:
+        raise UsageError("--frame-step and --detect-every must be at least 1")
     out: Path = args.out
     if not out.parent.resolve().is_dir():
         raise UsageError(f"{out}: output folder {out.parent} does not exist")
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             frames = probe(item).frame_count
         except FacskitError:
             frames = 1  # reported when it is processed
-        total += math.ceil((frames or 0) / args.every)
+        total += math.ceil((frames or 0) / args.frame_step)
 
     front_end = FaceFrontEnd(detect_every=args.detect_every)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             for item in media:
                 name = str(item.path)
                 try:
-                    for frame, faces in front_end.iter_faces(item, every=args.every):
+                    for frame, faces in front_end.iter_faces(item, frame_step=args.frame_step):
                         for row in face_rows(name, frame.index, frame.timestamp, faces):
                             writer.writerow({column: _cell(column, value) for column, value in row.items()})
                         progress.update()

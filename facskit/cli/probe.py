@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for fractions below 1, average over this many random draws of the labelled frames per fold "
         "(1%% of a small set is a few dozen frames; one draw is noisy). Default 1",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write results here (default: RUN/probe.json)")
 

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
     parser.add_argument(
         "--workers", type=int, default=0, help="DataLoader workers re-aligning crops (default 0)"
     )

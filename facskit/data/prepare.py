@@ -255,7 +255,7 @@ def _prepare_sequence(task: _Task) -> _Outcome:
         if image is None:
             return None
         if tracker is None:
-            tracker = FaceTracker(every=task.detect_every)
+            tracker = FaceTracker(detect_every=task.detect_every)
         faces = [f for f in tracker.update(image) if f.success]
         if not faces:
             return None

@@ -154,7 +154,7 @@ def crossval(
     overrides: Sequence[str] = (),
     threshold: float = OCCURRENCE_THRESHOLD,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str = "auto",
     checkpoint: str = "last",
     quiet: bool = False,
     log: Callable[[str], None] | None = None,

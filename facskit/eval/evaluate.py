@@ -360,7 +360,7 @@ def evaluate(
     folds: int | None = None,
     threshold: float = OCCURRENCE_THRESHOLD,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int = 0,
 ) -> EvaluationResult:
     """Evaluate a run folder or checkpoint on ``cache`` (a path or a ``PreparedCache``).

@@ -173,7 +173,7 @@ def predict_cache(
     cache: Any,
     *,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int = 0,
     transform: CropTransform | None = None,
 ) -> pd.DataFrame:

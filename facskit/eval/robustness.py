@@ -98,7 +98,7 @@ def robustness(
     folds: int | None = None,
     threshold: float = OCCURRENCE_THRESHOLD,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int = 0,
 ) -> RobustnessResult:
     """Evaluate a run or checkpoint on ``cache`` once per noise level (module docstring).

@@ -7,8 +7,8 @@ from facskit.faces.models import model_file
 from facskit.faces.pose import MEAN_FACE_3D, HeadPose, head_pose, project_mean_face
 from facskit.faces.schema import FACE_COLUMNS, NO_FACE_ID, face_rows
 from facskit.faces.still import faces_in_image
-from facskit.faces.stream import DEFAULT_DETECT_EVERY, FaceFrontEnd
-from facskit.faces.track import FaceTracker, TrackedFace
+from facskit.faces.stream import FaceFrontEnd
+from facskit.faces.track import DEFAULT_DETECT_EVERY, FaceTracker, TrackedFace
 
 __all__ = [
     "DEFAULT_DETECT_EVERY",

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from facskit.deprecation import renamed_keyword
 from facskit.faces.detect import FaceDetector
 from facskit.faces.landmarks import LandmarkPredictor
 from facskit.faces.still import faces_in_image
-from facskit.faces.track import FaceTracker, TrackedFace
+from facskit.faces.track import DEFAULT_DETECT_EVERY, FaceTracker, TrackedFace
 from facskit.io import Frame, MediaFile, MediaKind, iter_frames
-
-DEFAULT_DETECT_EVERY = 5  # frames between detections while tracking (DESIGN.md section 6)
 
 
 @dataclass
@@ -32,16 +31,19 @@ class FaceFrontEnd:
     def video_detector(self) -> FaceDetector:
         return FaceDetector.for_video()
 
-    def iter_faces(self, media: MediaFile, every: int = 1) -> Iterator[tuple[Frame, list[TrackedFace]]]:
-        """(frame, faces) for every `every`-th frame of `media`; faces may be empty.
+    @renamed_keyword("every", "frame_step")
+    def iter_faces(self, media: MediaFile, frame_step: int = 1) -> Iterator[tuple[Frame, list[TrackedFace]]]:
+        """(frame, faces) for every ``frame_step``-th frame of ``media``; faces may be empty.
 
-        Tracking runs over the yielded frames, so with every > 1 the detection interval counts those.
+        Tracking runs over the yielded frames, so with ``frame_step`` > 1 ``detect_every`` counts those.
         Raises MediaError as `facskit.io.iter_frames` does (after the good frames of a broken video).
         """
         if media.kind is MediaKind.IMAGE:
             for frame in iter_frames(media):
                 yield frame, faces_in_image(frame.image, self.still_detector, self.predictor)
             return
-        tracker = FaceTracker(every=self.detect_every, detector=self.video_detector, predictor=self.predictor)
-        for frame in iter_frames(media, every=every):
+        tracker = FaceTracker(
+            detect_every=self.detect_every, detector=self.video_detector, predictor=self.predictor
+        )
+        for frame in iter_frames(media, frame_step=frame_step):
             yield frame, tracker.update(frame.image)

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from facskit.deprecation import renamed_keyword
 from facskit.faces.detect import DetectedFace, FaceDetector, to_gray
 from facskit.faces.geometry import Box, detector_box_from_landmarks, iou
 from facskit.faces.landmarks import LandmarkPredictor, landmarks_plausible
 from facskit.faces.pose import HeadPose, head_pose
 
+DEFAULT_DETECT_EVERY = 5  # frames between detections while tracking (DESIGN.md section 6)
 MATCH_IOU = 0.3  # a detection and a track overlapping this much are the same face
 SCENE_CUT_LEVEL = 20.0  # mean absolute grey difference (0-255) between thumbnails that counts as a cut
 THUMBNAIL_SIZE = (32, 18)  # (w, h) pixels; enough to see a cut, costs ~0.1 ms
@@ -62,23 +64,24 @@ class _Track:
 class FaceTracker:
     """`update(image) -> list[TrackedFace]` for consecutive video frames (RGB or grey, one size).
 
-    every: detection interval in frames. confirm_threshold: HOG score that still confirms an existing
+    detect_every: detection interval in frames. confirm_threshold: HOG score that still confirms an existing
     track; new_face_threshold: score needed to start one. max_unconfirmed: detection rounds a track may
     go unconfirmed (a turned head the HOG misses) before it is dropped.
     """
 
+    @renamed_keyword("every", "detect_every")
     def __init__(
         self,
-        every: int = 5,
+        detect_every: int = DEFAULT_DETECT_EVERY,
         detector: FaceDetector | None = None,
         predictor: LandmarkPredictor | None = None,
         confirm_threshold: float = -0.5,
         new_face_threshold: float = 0.0,
         max_unconfirmed: int = 2,
     ) -> None:
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.every = every
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.detect_every = detect_every
         self.detector = detector if detector is not None else FaceDetector.for_video()
         self.predictor = predictor if predictor is not None else LandmarkPredictor()
         self.confirm_threshold = confirm_threshold
@@ -109,7 +112,7 @@ class FaceTracker:
             track.landmarks, track.success = self._fit(gray, track.box)
             track.box = detector_box_from_landmarks(track.landmarks)
         self._frames_since_detection += 1
-        due = self._frames_since_detection >= self.every
+        due = self._frames_since_detection >= self.detect_every
         if due or cut or not self._tracks or not all(track.success for track in self._tracks):
             self._associate(gray, self.detector.candidates(gray, self.confirm_threshold), cut)
             self._frames_since_detection = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facskit.deprecation import renamed_keyword
 from facskit.io.image import image_page_count, image_size, iter_image_pages
 from facskit.io.media import MediaFile, MediaKind, media_kind
 from facskit.io.video import iter_video_frames, probe_video
@@ -51,10 +52,12 @@ def probe(path: str | os.PathLike[str] | MediaFile) -> MediaInfo:
     return MediaInfo(MediaKind.VIDEO, info.frame_count, info.fps, info.width, info.height)
 
 
+@renamed_keyword("every", "frame_step")
 def iter_frames(
-    path: str | os.PathLike[str] | MediaFile, every: int = 1, threads: int | None = None
+    path: str | os.PathLike[str] | MediaFile, frame_step: int = 1, threads: int | None = None
 ) -> Iterator[Frame]:
-    """Stream the frames of an image (one frame: index 0, timestamp 0.0) or a video (every `every`-th).
+    """Stream the frames of an image (one frame: index 0, timestamp 0.0) or a video (every
+    ``frame_step``-th).
 
     A multi-page image (TIFF stack, animated WebP/PNG) is one frame per page, every page (index = page, each
     a still picture with timestamp 0.0: pages carry no clock), so no page is dropped unseen.
@@ -65,5 +68,5 @@ def iter_frames(
         for page, image in enumerate(iter_image_pages(media.path)):
             yield Frame(page, 0.0, image)
         return
-    for frame in iter_video_frames(media.path, every=every, threads=threads):
+    for frame in iter_video_frames(media.path, frame_step=frame_step, threads=threads):
         yield Frame(frame.index, frame.timestamp, frame.image)

@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from facskit.deprecation import renamed_keyword
 from facskit.errors import MediaError
 
 TRUNCATION_SLACK_FRAMES = 5  # frames fewer than the header's count that still count as complete
@@ -83,10 +84,11 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         container.close()
 
 
+@renamed_keyword("every", "frame_step")
 def iter_video_frames(
-    path: str | os.PathLike[str], every: int = 1, threads: int | None = None
+    path: str | os.PathLike[str], frame_step: int = 1, threads: int | None = None
 ) -> Iterator[VideoFrame]:
-    """Decode every frame and yield every `every`-th one (index 0, every, 2*every, ...).
+    """Decode every frame and yield every ``frame_step``-th one (index 0, frame_step, 2*frame_step, ...).
 
     ``threads=None`` lets FFmpeg pick its frame + slice threads (one per core); a number caps them, so a
     task that was given one CPU (a Ray worker) decodes on that CPU instead of spreading over the machine.
@@ -95,8 +97,8 @@ def iter_video_frames(
     Raises MediaError before the first frame for an unreadable file or a stream with no frames, and after
     the last good frame for a file that breaks off mid-way.
     """
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+    if frame_step < 1:
+        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     path = Path(path)
     container = _open(path)
     index = -1
@@ -111,7 +113,7 @@ def iter_video_frames(
         try:
             for frame in container.decode(stream):
                 index += 1
-                if index % every:
+                if index % frame_step:
                     continue
                 if frame.pts is not None:
                     if start_pts is None:
