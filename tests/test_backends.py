@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facskit.analyze import backends
-from facskit.analyze.backends import (
+from facskit.runtime import check as backend_check
+from facskit.runtime.backends import TorchBackend, create_backend
+from facskit.runtime.check import (
     MAX_ABS_DELTA,
     MAX_MEAN_DELTA,
-    TorchBackend,
     Verdict,
     au_deltas,
     check_backends,
     choose,
-    create_backend,
     intensities,
     select_backend,
 )
@@ -33,7 +32,7 @@ def tiny_model():
 
 @pytest.fixture(scope="module")
 def faces(tiny_model, media_dir) -> dict[str, np.ndarray]:
-    from facskit.analyze.quantize import real_face_crops, synthetic_face_crops
+    from facskit.runtime.quantize import real_face_crops, synthetic_face_crops
 
     videos = [media_dir / "WolfgangLanger_Pexels.mp4", media_dir / "single_face.mp4"]
     spec = tiny_model.spec
@@ -64,15 +63,15 @@ def test_bf16_stays_close_to_fp32_on_real_and_synthetic_faces(tiny_model, faces)
 
 
 def test_int8_is_quantised_on_faces_and_checked_against_fp32(tiny_model, faces, tmp_path) -> None:
-    from facskit.analyze.backends import OnnxBackend
-    from facskit.analyze.quantize import quantize_onnx
-    from facskit.export import export_onnx
+    from facskit.runtime.backends import OnnxBackend
+    from facskit.runtime.export import export_onnx
+    from facskit.runtime.quantize import quantize_onnx
 
     fp32_path = export_onnx(tiny_model, tmp_path / "tiny.onnx")
     int8_path = quantize_onnx(fp32_path, tmp_path / "tiny-int8.onnx", faces["calibration"])
     reference = TorchBackend(tiny_model, "cpu", "fp32")
-    onnx32 = backends.measure(reference, OnnxBackend(fp32_path), faces["check"])
-    int8 = backends.measure(reference, OnnxBackend(int8_path, precision="int8"), faces["check"])
+    onnx32 = backend_check.measure(reference, OnnxBackend(fp32_path), faces["check"])
+    int8 = backend_check.measure(reference, OnnxBackend(int8_path, precision="int8"), faces["check"])
     assert onnx32.max_delta <= 1e-3  # same arithmetic, another runtime
     assert int8.max_delta > onnx32.max_delta  # quantisation really happened
     assert int8.images_per_s > 0 and int8.faces == len(faces["check"])
@@ -93,38 +92,38 @@ def test_verdict_rule_and_choice() -> None:
 
 
 def test_auto_uses_cached_verdicts_and_skips_failed_paths(tiny_model, faces, cache, monkeypatch) -> None:
-    key = backends.verdict_key("h0", "cpu")
+    key = backend_check.verdict_key("h0", "cpu")
     monkeypatch.setattr(
-        backends, "available_candidates", lambda *a, **k: [("onnx", "int8"), ("torch", "fp32")]
+        backend_check, "available_candidates", lambda *a, **k: [("onnx", "int8"), ("torch", "fp32")]
     )
-    backends.save_verdicts(
+    backend_check.save_verdicts(
         key, [Verdict("onnx", "int8", 0.5, 2.0, 999.0, 48), Verdict("torch", "fp32", 0.0, 0.0, 1.0, 48)]
     )
     with pytest.warns(UserWarning, match="int8 is not used"):
         chosen = select_backend(tiny_model, "h0", "cpu", "auto", "auto")
     assert (chosen.name, chosen.precision) == ("torch", "fp32")
-    backends.save_verdicts(key, [Verdict("onnx", "int8", 0.01, 0.1, 999.0, 48)])
-    assert backends.load_verdicts(key)[("onnx", "int8")].passed
-    assert (cache / backends.VERDICT_FILE).is_file()
+    backend_check.save_verdicts(key, [Verdict("onnx", "int8", 0.01, 0.1, 999.0, 48)])
+    assert backend_check.load_verdicts(key)[("onnx", "int8")].passed
+    assert (cache / backend_check.VERDICT_FILE).is_file()
 
 
 def test_auto_measures_when_no_verdict_is_cached(tiny_model, faces, cache, monkeypatch) -> None:
     monkeypatch.setattr(
-        backends, "available_candidates", lambda *a, **k: [("torch", "bf16"), ("torch", "fp32")]
+        backend_check, "available_candidates", lambda *a, **k: [("torch", "bf16"), ("torch", "fp32")]
     )
-    real_check = backends.check_backends
+    real_check = backend_check.check_backends
     calls = []
 
     def check(model, weights_hash, device, candidates, crops=None):
         calls.append(candidates)
         return real_check(model, weights_hash, device, candidates, faces["check"])
 
-    monkeypatch.setattr(backends, "check_backends", check)
+    monkeypatch.setattr(backend_check, "check_backends", check)
     first = select_backend(tiny_model, "h1", "cpu", "torch", "auto")
     second = select_backend(tiny_model, "h1", "cpu", "torch", "auto")
     assert len(calls) == 1  # the second call read the cache
     assert (first.name, first.precision) == (second.name, second.precision)
-    stored = backends.load_verdicts(backends.verdict_key("h1", "cpu"))
+    stored = backend_check.load_verdicts(backend_check.verdict_key("h1", "cpu"))
     assert set(stored) == {("torch", "bf16"), ("torch", "fp32")}
     assert stored[("torch", "fp32")].max_delta == 0.0
 
@@ -137,11 +136,13 @@ def test_pinned_choices_and_impossible_ones(tiny_model) -> None:
         create_backend("torch", tiny_model, precision="int8")
     with pytest.raises(UsageError):
         select_backend(tiny_model, "h", "cpu", "onnx", "bf16")  # type: ignore[arg-type]
-    assert backends.available_candidates("cuda", "auto", "auto", frozenset()) == [
+    assert backend_check.available_candidates("cuda", "auto", "auto", frozenset()) == [
         ("torch", "bf16"),
         ("torch", "fp32"),
     ]
-    assert ("torch", "bf16") not in backends.available_candidates("cpu", "auto", "auto", frozenset({"avx2"}))
+    assert ("torch", "bf16") not in backend_check.available_candidates(
+        "cpu", "auto", "auto", frozenset({"avx2"})
+    )
 
 
 def test_check_backends_reference_is_exact(tiny_model, faces) -> None:
@@ -150,20 +151,22 @@ def test_check_backends_reference_is_exact(tiny_model, faces) -> None:
 
 
 def test_always_torch_only_where_the_options_decide_it(monkeypatch) -> None:
-    assert backends.always_torch("cpu", "torch", "auto")
-    assert backends.always_torch("cpu", "auto", "bf16") and backends.always_torch("cpu", "auto", "fp32")
-    assert backends.always_torch("cuda", "auto", "auto")  # a GPU chooses between torch paths only
-    assert not backends.always_torch("cpu", "onnx", "auto")
-    assert not backends.always_torch("cpu", "auto", "int8")
-    monkeypatch.setattr(backends, "_onnxruntime_installed", lambda: True)
-    assert not backends.always_torch("cpu", "auto", "auto")  # the accuracy check decides, later
-    monkeypatch.setattr(backends, "_onnxruntime_installed", lambda: False)
-    assert backends.always_torch("cpu", "auto", "auto")
+    assert backend_check.always_torch("cpu", "torch", "auto")
+    assert backend_check.always_torch("cpu", "auto", "bf16") and backend_check.always_torch(
+        "cpu", "auto", "fp32"
+    )
+    assert backend_check.always_torch("cuda", "auto", "auto")  # a GPU chooses between torch paths only
+    assert not backend_check.always_torch("cpu", "onnx", "auto")
+    assert not backend_check.always_torch("cpu", "auto", "int8")
+    monkeypatch.setattr(backend_check, "onnxruntime_installed", lambda: True)
+    assert not backend_check.always_torch("cpu", "auto", "auto")  # the accuracy check decides, later
+    monkeypatch.setattr(backend_check, "onnxruntime_installed", lambda: False)
+    assert backend_check.always_torch("cpu", "auto", "auto")
 
 
 def test_onnx_backend_names_an_unreadable_file(tmp_path) -> None:
-    from facskit.analyze.backends import OnnxBackend
     from facskit.errors import CheckpointError
+    from facskit.runtime.backends import OnnxBackend
 
     pytest.importorskip("onnxruntime", reason="the onnx backend is an optional extra")
     bad = tmp_path / "bad.onnx"
@@ -182,8 +185,8 @@ def test_onnx_runtime_path_never_imports_torch(tiny_model, tmp_path) -> None:
     import sys
 
     pytest.importorskip("onnxruntime", reason="the onnx backend is an optional extra")
-    from facskit.analyze.quantize import SAMPLE_CLIP
-    from facskit.export import export_onnx
+    from facskit.runtime.export import export_onnx
+    from facskit.runtime.quantize import SAMPLE_CLIP
 
     model = export_onnx(tiny_model, tmp_path / "tiny.onnx")
     image = SAMPLE_CLIP.parent / "sample_face.jpg"  # both ship with facskit

@@ -14,9 +14,10 @@ import onnx  # noqa: E402
 
 from facskit import Detector  # noqa: E402
 from facskit.cli import main  # noqa: E402
-from facskit.export import export_onnx, read_onnx_spec, real_crops, verify_onnx  # noqa: E402
 from facskit.models.checkpoint import save_checkpoint  # noqa: E402
 from facskit.models.registry import create_model  # noqa: E402
+from facskit.runtime.export import export_onnx, read_onnx_spec  # noqa: E402
+from facskit.runtime.verify import real_crops, verify_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_export_matches_torch_on_real_crops_and_in_analysis(tmp_path, model, med
     monkeypatch.setenv("FACSKIT_CACHE", str(tmp_path / "cache"))
     checkpoint = save_checkpoint(tmp_path / "m.ckpt", model)
     onnx_path = tmp_path / "m.onnx"
-    assert main(["export", str(checkpoint), "--onnx", str(onnx_path)]) == 0
+    assert main(["export", str(checkpoint), "--out", str(onnx_path)]) == 0
     crops = real_crops([str(media_dir / "multi_face.jpg")], model.spec)
     assert len(crops) >= 2
     assert verify_onnx(model, onnx_path, crops=crops)["real"] < 1e-4

@@ -316,9 +316,9 @@ def test_kfold_validation_subjects_keep_model_selection_off_the_test_fold() -> N
     ("flags", "expected"), [({"amx_bf16"}, True), ({"avx512_bf16"}, True), ({"avx2"}, False)]
 )
 def test_bf16_cpu_auto_follows_the_cpu_flags(monkeypatch, flags: set[str], expected: bool) -> None:
-    from facskit.analyze import backends
+    from facskit import device
     from facskit.train.loop import _bf16_on_cpu
 
-    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
     assert _bf16_on_cpu("auto") is expected
     assert _bf16_on_cpu(True) is True and _bf16_on_cpu(False) is False

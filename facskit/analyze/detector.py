@@ -6,14 +6,13 @@
     result.summary(); result.plot_timeseries()
 
 It wires :mod:`facskit.io` (decode), :mod:`facskit.faces` (track), :mod:`facskit.align`, a
-:class:`~facskit.analyze.backends.Backend` (network) and the readout through
+:class:`~facskit.runtime.backends.Backend` (network) and the readout through
 :class:`~facskit.analyze.pipeline.AnalysisPipeline`, then applies the optional smoothing, calibration and
 occurrence thresholds once per file. The same object drives ``facskit analyze``.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import warnings
@@ -24,16 +23,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from facskit.analyze.backends import (
-    BACKENDS,
-    PRECISIONS,
-    Backend,
-    BackendName,
-    OnnxBackend,
-    Precision,
-    TorchBackend,
-    select_backend,
-)
 from facskit.analyze.pipeline import (
     DEFAULT_CHUNK_FRAMES,
     FACE_SELECTIONS,
@@ -54,6 +43,16 @@ from facskit.analyze.results import (
 from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.deprecation import renamed_keyword
 from facskit.errors import CheckpointError, MediaError, UsageError
+from facskit.runtime.backends import (
+    BACKENDS,
+    PRECISIONS,
+    Backend,
+    BackendName,
+    OnnxBackend,
+    Precision,
+    TorchBackend,
+)
+from facskit.runtime.check import select_backend
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.analyze.engine import TrackerObserver
@@ -136,7 +135,9 @@ def resolve_model(
                 f"({', '.join(list_models())})"
             )
     assert net is not None
-    card["hash"] = _weights_hash(net)
+    from facskit.models.checkpoint import weights_hash
+
+    card["hash"] = weights_hash(net)
     return select_backend(net, card["hash"], device, backend, precision), card
 
 
@@ -156,15 +157,6 @@ def _load_checkpoint(path: str) -> tuple[AUModel, dict[str, Any]]:
             "the file); for the BMVC'18 AUdetector.pth.tar run `facskit import-weights` (it has "
             "--allow-pickle) and pass the checkpoint it writes"
         ) from None
-
-
-def _weights_hash(model: AUModel) -> str:
-    """A short hash of the weights: tells two models apart in .attrs and keys the ONNX cache."""
-    digest = hashlib.sha256(repr(model.spec.to_dict()).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _file_hash(path: Path) -> str:
@@ -425,6 +417,8 @@ class Detector:
     def front_end(self) -> Any:
         """The face detector, landmark model and tracker settings, loaded once and shared by all inputs."""
         if self._front_end is None:
+            from facskit.faces.shared import shared_front_end
+
             self._front_end = shared_front_end(self.detect_every)
         return self._front_end
 
@@ -456,15 +450,6 @@ class Detector:
                 break
             if frame.index >= start_frame:
                 yield frame, faces
-
-
-@functools.cache
-def shared_front_end(detect_every: int) -> Any:
-    """dlib's models take seconds to load and are read-only: every Detector of a process shares them (a
-    fresh tracker is still made per input, so no state leaks between inputs)."""
-    from facskit.faces import FaceFrontEnd
-
-    return FaceFrontEnd(detect_every=detect_every)
 
 
 def concrete_device(device: str, model: Any = None) -> str:

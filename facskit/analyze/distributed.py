@@ -189,8 +189,8 @@ class DetectorRecipe:
         return detector
 
     def _fresh(self) -> Detector:
-        from facskit.analyze.backends import OnnxBackend
         from facskit.analyze.detector import Detector
+        from facskit.runtime.backends import OnnxBackend
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

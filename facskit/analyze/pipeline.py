@@ -2,7 +2,7 @@
 
 Frames arrive one at a time from :func:`facskit.io.iter_frames`; each face found by the
 :class:`~facskit.faces.FaceTracker` is aligned and its crop queued; when ``batch_size`` crops are queued the
-:class:`~facskit.analyze.backends.Backend` runs once on all of them and the frames waiting for those crops are
+:class:`~facskit.runtime.backends.Backend` runs once on all of them and the frames waiting for those crops are
 released in order. So at most one batch of frames is held at a time, whatever the video length, and the
 network sees the same crops (hence gives the same numbers) whatever the batch size. Rows are gathered into
 chunks of ``chunk_frames`` frames, the unit the CLI writes to disk and resumes from.
@@ -22,9 +22,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from facskit.analyze.backends import Backend
 from facskit.aus import au_column
 from facskit.errors import MediaError
+from facskit.runtime.backends import Backend
 
 FaceSelection = Literal["all", "largest"]
 FACE_SELECTIONS: tuple[FaceSelection, ...] = ("all", "largest")

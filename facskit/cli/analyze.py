@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--cpus-per-task must be >= 1, not {args.cpus_per_task}")
     args.backend, args.precision = _folder_backend(args.out, args.backend, args.precision)
     if args.ray is not None:
-        from facskit.analyze.backends import always_torch
+        from facskit.runtime.check import always_torch
         from facskit.analyze.distributed import start_ray
 
         # Workers warm up meanwhile, with torch only where the options pin it (auto: usually ONNX Runtime).

@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     from facskit.analyze.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS
     from facskit.errors import FacskitError
-    from facskit.export import VERIFY_TOLERANCE, export_onnx, real_crops, verify_onnx
     from facskit.models.checkpoint import load_model
+    from facskit.runtime.export import export_onnx
+    from facskit.runtime.verify import VERIFY_TOLERANCE, real_crops, verify_onnx
 
     source = str(DEFAULT_WEIGHTS) if args.checkpoint == DEFAULT_MODEL else args.checkpoint
     model = load_model(source).eval()

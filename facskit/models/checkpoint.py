@@ -19,6 +19,7 @@ Also here: `import_audetector`, which turns the BMVC'18 authors' `AUdetector.pth
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -143,6 +144,18 @@ def save_checkpoint(path: str | Path, model: AUModel, extra: dict[str, Any] | No
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def weights_hash(model: AUModel) -> str:
+    """A short hash of a model's spec and weights: tells two models apart in analysis results (``.attrs``,
+    the output folder's provenance) and keys the ONNX export cache, so a retrained model is re-exported.
+
+    Changing what goes into it changes every cached export's name and every recorded ``model_hash``."""
+    digest = hashlib.sha256(repr(model.spec.to_dict()).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_checkpoint(

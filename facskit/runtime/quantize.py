@@ -7,18 +7,26 @@ face produces and waste the 8 bits. The calibration and check sets here are alig
 (facskit's bundled ``sample_clip.mp4`` by default, or any videos given) plus synthetic faces from
 :func:`facskit.synth.render_face` (varied identity, pose, light and AUs, so that high intensities the real
 clip lacks are covered). Calibration and checking use disjoint frames and seeds.
+
+The synthetic faces are rendered when needed, not stored: they are aligned with the model's own spec
+(alignment kind, crop size), which a stored crop set could not follow, and they are needed only when a
+model is quantised or the backend check runs, once per model and machine (both cached). So
+:mod:`facskit.synth` (a lower layer) is imported inside :func:`synthetic_face_crops` alone: analysing with
+a cached int8 model, and importing this module, never load the generator.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from facskit.errors import FacskitError
+from facskit.io.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.models.spec import AUModel, ModelSpec
@@ -35,7 +43,7 @@ def real_face_crops(spec: ModelSpec, videos: Sequence[Path | str], split: Split,
     """Up to ``limit`` aligned crops (N, S, S, 3) uint8 per video: even frames for calibration, odd frames
     for the check, each spread over the whole video rather than its first seconds."""
     from facskit.align import AlignSpec, align_faces
-    from facskit.analyze.detector import shared_front_end
+    from facskit.faces.shared import shared_front_end
     from facskit.io import iter_media, probe
 
     align = AlignSpec(kind=spec.alignment, size=spec.crop_size)  # type: ignore[arg-type]
@@ -114,49 +122,51 @@ def quantize_onnx(fp32_path: Path | str, out_path: Path | str, crops: np.ndarray
     Static QDQ quantisation, per-channel int8 weights and uint8 activations (the U8S8 form ONNX Runtime's
     VNNI kernels run fastest), activation ranges from ``crops`` by MinMax.
     """
+    if len(crops) == 0:
+        raise FacskitError("int8 quantisation needs calibration faces; none were found")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pre = out_path.with_name(f".{out_path.stem}.{os.getpid()}.pre.onnx")
+    try:
+        return atomic_write(out_path, partial(_write_int8, Path(fp32_path), pre, crops))
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def _write_int8(fp32_path: Path, pre: Path, crops: np.ndarray, tmp: Path) -> None:
+    """Quantise ``fp32_path`` into ``tmp`` (``pre`` holds ORT's shape-inferred copy) and carry over the
+    facskit metadata ORT's quantiser drops."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from facskit.export import INPUT_NAME, read_onnx_spec
+    from facskit.runtime.export import INPUT_NAME, read_onnx_spec
 
-    if len(crops) == 0:
-        raise FacskitError("int8 quantisation needs calibration faces; none were found")
     spec = read_onnx_spec(fp32_path)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    pre = out_path.with_name(f".{out_path.stem}.{os.getpid()}.pre.onnx")
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.onnx")
-    try:
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre),
-            str(tmp),
-            _CropReader(crops, spec, INPUT_NAME),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        source = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
-        proto = onnx.load(str(tmp))
-        present = {p.key for p in proto.metadata_props}
-        for key, value in source.items():
-            if key not in present:
-                entry = proto.metadata_props.add()
-                entry.key, entry.value = key, value
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out_path)
-    finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
-    return out_path
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    quantize_static(
+        str(pre),
+        str(tmp),
+        _CropReader(crops, spec, INPUT_NAME),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    source = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
+    proto = onnx.load(str(tmp))
+    present = {p.key for p in proto.metadata_props}
+    for key, value in source.items():
+        if key not in present:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(proto, str(tmp))
 
 
 def cached_int8_path(model: AUModel, weights_hash: str) -> Path:
     """The int8 ONNX model of ``model``, quantised on first use and cached next to its fp32 export."""
-    from facskit.export import cached_onnx_path
+    from facskit.runtime.export import cached_onnx_path
 
     fp32 = cached_onnx_path(model, weights_hash)
     path = fp32.with_name(f"{fp32.stem}-int8.onnx")

@@ -200,7 +200,7 @@ def _make_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
 
 def _bf16_on_cpu(setting: bool | str) -> bool:
     if setting == "auto":
-        from facskit.analyze.backends import has_fast_bf16
+        from facskit.device import has_fast_bf16
 
         return has_fast_bf16()
     return bool(setting)

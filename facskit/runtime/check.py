@@ -1,0 +1,273 @@
+"""The backend check: which (backend, precision) a Detector runs when the user leaves either at ``auto``.
+
+``precision="auto"`` (or ``backend="auto"``) measures every candidate this machine can run against torch fp32
+on real and synthetic faces it has not been calibrated on, and uses the fastest one whose AU intensities
+stay within :data:`MAX_MEAN_DELTA` (mean) and :data:`MAX_ABS_DELTA` (max) of fp32 on the 0-5 scale. The
+verdicts are cached per model hash and CPU flags in ``<cache>/backend_verdicts.json``, so the check (seconds
+to a minute) runs once per model and machine type; delete the file to recompute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facskit.device import cpu_flags, has_fast_bf16
+from facskit.errors import UsageError
+from facskit.io.atomic import atomic_write_text
+from facskit.runtime.backends import (
+    BACKENDS,
+    CANDIDATES,
+    PRECISIONS,
+    Backend,
+    BackendName,
+    Precision,
+    TorchBackend,
+    create_backend,
+    onnxruntime_installed,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facskit.models.spec import AUModel
+
+# Accuracy a faster path must keep against fp32, AU intensity on the 0-5 scale (the issue's criterion).
+MAX_MEAN_DELTA = 0.05
+MAX_ABS_DELTA = 0.25
+VERDICT_FILE = "backend_verdicts.json"
+# Bump when the check changes, so stale verdicts are recomputed.
+VERDICT_VERSION = 1
+TIMING_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one (backend, precision) path compares with torch fp32 on held-out faces, and how fast it is."""
+
+    backend: str
+    precision: str
+    mean_delta: float  # mean |AU - AU_fp32| over faces and AUs, 0-5 scale
+    max_delta: float  # max |AU - AU_fp32|
+    images_per_s: float  # network only, batch TIMING_BATCH, this process's threads
+    faces: int  # faces the deltas were measured on
+
+    @property
+    def passed(self) -> bool:
+        return self.mean_delta <= MAX_MEAN_DELTA and self.max_delta <= MAX_ABS_DELTA
+
+
+def au_deltas(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(mean, max) of |candidate - reference| for AU intensities (N, A) on the 0-5 scale."""
+    diff = np.abs(np.asarray(candidate, np.float64) - np.asarray(reference, np.float64))
+    return float(diff.mean()), float(diff.max())
+
+
+def intensities(backend: Backend, crops: np.ndarray, batch: int = TIMING_BATCH) -> np.ndarray:
+    """AU intensities (N, A) of ``crops`` through ``backend`` (the pipeline's readout)."""
+    import torch
+
+    from facskit.models.spec import intensity_from_heatmaps
+
+    out = []
+    for start in range(0, len(crops), batch):
+        maps = backend.heatmaps(crops[start : start + batch])  # (B, P, h, w)
+        out.append(intensity_from_heatmaps(torch.from_numpy(maps), backend.spec.convention).numpy())
+    return np.concatenate(out)
+
+
+def throughput(backend: Backend, crops: np.ndarray, repeats: int = 2) -> float:
+    """Images per second of the network alone on one batch of ``crops`` (best of ``repeats``)."""
+    batch = crops[:TIMING_BATCH]
+    backend.heatmaps(batch)  # warm-up: allocations, ORT's first-run optimisations
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        backend.heatmaps(batch)
+        best = min(best, time.perf_counter() - start)
+    return len(batch) / best
+
+
+def measure(reference: Backend, candidate: Backend, crops: np.ndarray) -> Verdict:
+    """Compare ``candidate`` with ``reference`` (torch fp32) on ``crops`` and time it."""
+    mean_delta, max_delta = au_deltas(intensities(reference, crops), intensities(candidate, crops))
+    return Verdict(
+        candidate.name, candidate.precision, mean_delta, max_delta, throughput(candidate, crops), len(crops)
+    )
+
+
+def choose(verdicts: list[Verdict]) -> Verdict:
+    """The fastest verdict that passed; fp32 always passes against itself, so there is always one."""
+    passed = [v for v in verdicts if v.passed]
+    if not passed:
+        raise ValueError("no backend passed the accuracy check (torch fp32 should always pass)")
+    return max(passed, key=lambda v: v.images_per_s)
+
+
+def available_candidates(
+    device: str, backend: BackendName, precision: Precision, flags: frozenset[str] | None = None
+) -> list[tuple[str, str]]:
+    """The (backend, precision) paths ``auto`` may consider here, within what the user pinned."""
+    flags = cpu_flags() if flags is None else flags
+    out = []
+    for name, prec in CANDIDATES:
+        if backend != "auto" and name != backend or precision != "auto" and prec != precision:
+            continue
+        if device != "cpu" and (name, prec) not in (("torch", "bf16"), ("torch", "fp32")):
+            continue  # on a GPU: torch with and without AMP
+        if device == "cpu" and prec == "bf16" and not has_fast_bf16(flags):
+            continue
+        if name == "onnx" and not onnxruntime_installed():
+            continue
+        out.append((name, prec))
+    return out
+
+
+def verdict_key(weights_hash: str, device: str, flags: frozenset[str] | None = None) -> str:
+    """Cache key: the weights, the device and the CPU flags that change which kernels run."""
+    flags = cpu_flags() if flags is None else flags
+    relevant = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
+    digest = hashlib.sha256(" ".join(relevant).encode()).hexdigest()[:12]
+    return f"v{VERDICT_VERSION}-{weights_hash}-{device}-{digest}-t{_threads()}"
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def verdict_file() -> Path:
+    from facskit.runtime.export import cache_dir
+
+    return cache_dir() / VERDICT_FILE
+
+
+def load_verdicts(key: str) -> dict[tuple[str, str], Verdict]:
+    """The cached verdicts under ``key`` (empty when absent or unreadable)."""
+    try:
+        entries = json.loads(verdict_file().read_text()).get(key, [])
+        return {(e["backend"], e["precision"]): Verdict(**e) for e in entries}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def save_verdicts(key: str, verdicts: list[Verdict]) -> None:
+    """Merge ``verdicts`` under ``key`` into the cache file (atomic replace; a lost race loses a cache entry
+    only)."""
+    path = verdict_file()
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        data = {}
+    merged = {(e["backend"], e["precision"]): e for e in data.get(key, [])}
+    merged.update({(v.backend, v.precision): asdict(v) for v in verdicts})
+    data[key] = list(merged.values())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def check_backends(
+    model: AUModel,
+    weights_hash: str,
+    device: str,
+    candidates: list[tuple[str, str]],
+    crops: np.ndarray | None = None,
+) -> list[Verdict]:
+    """Measure ``candidates`` against torch fp32 on ``crops`` (default: the held-out real + synthetic
+    check faces of :func:`facskit.runtime.quantize.face_crops`)."""
+    if crops is None:
+        from facskit.runtime.quantize import face_crops
+
+        crops = face_crops(model.spec, "check")
+    reference = TorchBackend(model, device, "fp32")
+    verdicts = []
+    for name, prec in candidates:
+        backend = (
+            reference
+            if (name, prec) == ("torch", "fp32")
+            else create_backend(name, model, device, prec, weights_hash)
+        )
+        verdicts.append(measure(reference, backend, crops))
+    return verdicts
+
+
+def select_backend(
+    model: AUModel,
+    weights_hash: str,
+    device: str = "cpu",
+    backend: BackendName = "torch",
+    precision: Precision = "fp32",
+) -> Backend:
+    """The backend a Detector runs: the pinned one, or with ``auto`` the fastest that passed the check."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if backend != "auto" and precision != "auto":
+        return create_backend(backend, model, device, precision, weights_hash)
+    if backend == "auto" and precision != "auto":
+        return create_backend(
+            "onnx" if precision == "int8" else "torch", model, device, precision, weights_hash
+        )
+    candidates = available_candidates(device, backend, precision)
+    if not candidates:
+        raise UsageError(f"no {backend} backend runs here with precision {precision}")
+    if len(candidates) == 1:  # nothing to choose between: skip the check
+        name, prec = candidates[0]
+        return create_backend(name, model, device, prec, weights_hash)
+    key = verdict_key(weights_hash, device)
+    known = load_verdicts(key)
+    missing = [c for c in candidates if c not in known]
+    if missing:
+        measured = check_backends(model, weights_hash, device, sorted(set(missing) | {("torch", "fp32")}))
+        save_verdicts(key, measured)
+        known.update({(v.backend, v.precision): v for v in measured})
+    verdicts = [known[c] for c in candidates if c in known]
+    for v in verdicts:
+        if not v.passed:
+            warnings.warn(
+                f"{v.backend} {v.precision} is not used: AU intensities differ from fp32 by "
+                f"{v.mean_delta:.3f} mean / {v.max_delta:.3f} max "
+                f"(limits {MAX_MEAN_DELTA} / {MAX_ABS_DELTA})",
+                stacklevel=3,
+            )
+    if not any(v.passed for v in verdicts):
+        return create_backend("torch", model, device, "fp32", weights_hash)
+    best = choose(verdicts)
+    return create_backend(best.backend, model, device, best.precision, weights_hash)
+
+
+def always_torch(device: str, backend: BackendName, precision: Precision) -> bool:
+    """Whether :func:`select_backend` picks torch for these options on any machine, before any model is
+    loaded (``facskit analyze --ray`` then has its workers import torch while they warm up). ``auto`` with
+    ``auto`` on a CPU is decided by the accuracy check, and is usually ONNX Runtime: False."""
+    if backend != "auto":
+        return backend == "torch"
+    return device != "cpu" or precision in ("fp32", "bf16") or not onnxruntime_installed()
+
+
+def verdict_summary(verdicts: list[Verdict]) -> list[dict[str, Any]]:
+    """Plain rows (for benchmarks and logs)."""
+    return [{**asdict(v), "passed": v.passed} for v in verdicts]
+
+
+__all__ = [
+    "MAX_ABS_DELTA",
+    "MAX_MEAN_DELTA",
+    "Verdict",
+    "always_torch",
+    "au_deltas",
+    "available_candidates",
+    "check_backends",
+    "choose",
+    "intensities",
+    "measure",
+    "select_backend",
+    "verdict_summary",
+]
