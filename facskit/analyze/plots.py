@@ -16,6 +16,7 @@ import pandas as pd
 from facskit.analyze.results import aus_from_columns, occurrence_column
 from facskit.aus import MAX_INTENSITY, au_column
 from facskit.errors import UsageError
+from facskit.io.figures import write_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -204,18 +205,6 @@ def _read_frame(file: str, index: int) -> np.ndarray:
         if frame.index > index:
             break
     raise UsageError(f"{file} has no frame {index}")
-
-
-def write_figure(fig: Figure, path: str | Path, dpi: float | str = "figure") -> Path:
-    """Save ``fig`` to ``path`` atomically, creating its folder; the format is the suffix's (PNG without
-    one) and ``dpi="figure"`` keeps the figure's own resolution."""
-    from facskit.analyze.results import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
-    return path
 
 
 def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:

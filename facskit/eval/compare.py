@@ -128,7 +128,7 @@ def plot_compare(results: Sequence[dict[str, Any]], path: str | Path, metric: st
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from facskit.analyze.plots import write_figure
+    from facskit.io.figures import write_figure
 
     names = [*_au_names(results), "Mean"]
     width = 0.8 / max(len(results), 1)

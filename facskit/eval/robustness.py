@@ -157,7 +157,7 @@ def plot_robustness(result: RobustnessResult, path: str | Path, title: str | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from facskit.analyze.plots import write_figure
+    from facskit.io.figures import write_figure
 
     table = result.table
     aus = [c for c in table.columns if c.startswith("AU")]

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from facskit.analyze.results import atomic_write
+from facskit.io.atomic import atomic_write
 from facskit.models.tcae import TCAE, TCAEOutput
 from facskit.tcae.pairs import image_to_tensor
 from facskit.tcae.regions import REGIONS, face_regions, field_shares
