@@ -16,19 +16,13 @@ import pytest
 
 from facskit.analyze import assemble as assemble_module
 from facskit.analyze import runner
+from facskit.analyze.openface import to_openface_columns
 from facskit.analyze.pipeline import FaceResult, FrameResult, rows_from_frames
 from facskit.analyze.postprocess import Calibration, Smoothing, finalize
-from facskit.analyze.results import (
-    CSV_SIDECAR_SUFFIX,
-    as_result,
-    read_result,
-    summarize,
-    summarize_file,
-    thresholds_for,
-    to_openface_columns,
-    write_result,
-    write_result_parts,
-)
+from facskit.analyze.result_files import read_result, summarize_file, write_result, write_result_parts
+from facskit.analyze.results import as_result
+from facskit.analyze.schema import CSV_SIDECAR_SUFFIX, thresholds_for
+from facskit.analyze.summary import summarize
 from facskit.cli import main
 
 FRAMES, STEP, CHUNK = 120, 3, 16  # 40 analysed frames (24 with a face, then none) in 3 parts of <= 16

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from facskit.analyze import runner
-from facskit.analyze.results import read_result
+from facskit.analyze.result_files import read_result
 from facskit.cli import main
 from facskit.io import iter_frames
 

@@ -29,7 +29,8 @@ import pytest
 from PIL import Image
 
 from facskit.analyze import runner
-from facskit.analyze.results import CSV_SIDECAR_SUFFIX, read_attrs, read_result
+from facskit.analyze.result_files import read_attrs, read_result
+from facskit.analyze.schema import CSV_SIDECAR_SUFFIX
 from facskit.cli import main
 from facskit.io import iter_frames, probe
 

@@ -10,19 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facskit.analyze.openface import from_openface_columns, to_openface_columns
 from facskit.analyze.pipeline import FaceResult, FrameResult, chunked, rows_from_frames
 from facskit.analyze.postprocess import Calibration, Smoothing, finalize
-from facskit.analyze.results import (
-    AUResult,
-    as_result,
-    from_openface_columns,
-    read_result,
-    result_columns,
-    result_dtypes,
-    thresholds_for,
-    to_openface_columns,
-    write_result,
-)
+from facskit.analyze.result_files import read_result, write_result
+from facskit.analyze.results import AUResult, as_result
+from facskit.analyze.schema import result_columns, result_dtypes, thresholds_for
 from facskit.errors import FacskitError, MediaError, UsageError
 from facskit.faces import FACE_COLUMNS
 

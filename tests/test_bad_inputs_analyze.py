@@ -20,7 +20,8 @@ from PIL import Image
 from facskit.analyze import runner
 from facskit.analyze.detector import Detector
 from facskit.analyze.report import build_report, script_json
-from facskit.analyze.results import CSV_SIDECAR_SUFFIX, read_result
+from facskit.analyze.result_files import read_result
+from facskit.analyze.schema import CSV_SIDECAR_SUFFIX
 from facskit.cli import main
 from facskit.errors import UsageError
 from facskit.io import read_image

@@ -12,13 +12,14 @@ __all__ = ["AUResult", "Detector", "read_result", "write_result"]
 _HOMES = {
     "Detector": "facskit.analyze.detector",
     "AUResult": "facskit.analyze.results",
-    "read_result": "facskit.analyze.results",
-    "write_result": "facskit.analyze.results",
+    "read_result": "facskit.analyze.result_files",
+    "write_result": "facskit.analyze.result_files",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.analyze.detector import Detector
-    from facskit.analyze.results import AUResult, read_result, write_result
+    from facskit.analyze.result_files import read_result, write_result
+    from facskit.analyze.results import AUResult
 
 
 def __getattr__(name: str) -> Any:

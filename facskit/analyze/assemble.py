@@ -27,14 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from facskit.analyze.openface import to_openface_columns
 from facskit.analyze.postprocess import adjust_intensities, threshold_attrs
-from facskit.analyze.results import (
-    ResultFormat,
-    apply_thresholds,
-    as_result,
-    to_openface_columns,
-    write_result_parts,
-)
+from facskit.analyze.result_files import write_result_parts
+from facskit.analyze.results import apply_thresholds, as_result
+from facskit.analyze.schema import ResultFormat
 from facskit.aus import au_column
 from facskit.errors import FacskitError
 

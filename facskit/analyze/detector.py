@@ -33,13 +33,8 @@ from facskit.analyze.pipeline import (
     rows_from_frames,
 )
 from facskit.analyze.postprocess import Calibration, Smoothing, as_calibration, as_smoothing, finalize
-from facskit.analyze.results import (
-    AUResult,
-    as_result,
-    concat_results,
-    empty_result,
-    thresholds_for,
-)
+from facskit.analyze.results import AUResult, as_result, concat_results, empty_result
+from facskit.analyze.schema import thresholds_for
 from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.deprecation import renamed_keyword
 from facskit.errors import CheckpointError, MediaError, UsageError

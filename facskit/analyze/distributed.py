@@ -629,7 +629,7 @@ def _analyze_to_locked_dir_ray(
 ) -> RunReport:
     import shutil
 
-    from facskit.analyze.results import write_result
+    from facskit.analyze.result_files import write_result
     from facskit.analyze.runner import PARTS_DIR, plan_run, write_summary
 
     plan = plan_run(detector, inputs, out_dir, options, log)

@@ -189,7 +189,7 @@ def rows_from_frames(results: Sequence[FrameResult], aus: Sequence[int]) -> pd.D
 
     One row per face per frame, and one ``face_detected=False`` row for a frame without a face.
     """
-    from facskit.analyze.results import conform
+    from facskit.analyze.schema import conform
 
     n = sum(max(1, len(r.faces)) for r in results)
     num_aus = len(aus)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from facskit.analyze.results import aus_from_columns, occurrence_column
+from facskit.analyze.schema import aus_from_columns, occurrence_column
 from facskit.aus import MAX_INTENSITY, au_column
 from facskit.errors import UsageError
 from facskit.io.figures import write_figure

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facskit.analyze.results import AUResult, atomic_write, read_result, summarize
+from facskit.analyze.result_files import read_result
+from facskit.analyze.results import AUResult
+from facskit.analyze.summary import summarize
 from facskit.aus import AUS, au_column
 from facskit.errors import UsageError
+from facskit.io.atomic import atomic_write
 
 MAX_POINTS = 1500  # per series in the interactive plot; longer series are decimated (every k-th frame)
 KEY_FRAMES_PER_FILE = 2

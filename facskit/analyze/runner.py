@@ -48,15 +48,10 @@ import pandas as pd
 from facskit.analyze.assemble import assemble
 from facskit.analyze.detector import Detector, Source
 from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES, FrameResult, rows_from_frames
-from facskit.analyze.results import (
-    RESULT_FORMATS,
-    ResultFormat,
-    atomic_write,
-    read_attrs,
-    result_path,
-    summarize_file,
-)
+from facskit.analyze.result_files import read_attrs, result_path, summarize_file
+from facskit.analyze.schema import RESULT_FORMATS, ResultFormat
 from facskit.errors import FacskitError, MediaError, UsageError
+from facskit.io.atomic import atomic_write
 
 PARTS_DIR = ".parts"
 RUN_FILE = "run.json"

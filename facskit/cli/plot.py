@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from facskit.analyze.plots import plot_cooccurrence, plot_distribution, plot_timeseries, save_figure
-    from facskit.analyze.results import read_result
+    from facskit.analyze.result_files import read_result
 
     result = read_result(args.result)
     out = Path(args.out)

@@ -1,0 +1,270 @@
+"""Result files: a result to and from CSV (attrs in a ``.meta.json`` sidecar that also records the CSV's
+size) or Parquet (attrs in the schema metadata), every write atomic (:mod:`facskit.io.atomic`); and the
+summary of a result file read a block of rows at a time (:func:`summarize_file`).
+
+Reading applies the schema again (:func:`facskit.analyze.schema.conform`), so dtypes and ``.attrs`` survive
+the round trip; OpenFace 2.0 column names are read too (:mod:`facskit.analyze.openface`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from facskit.analyze.openface import OPENFACE_RENAMES, from_openface_columns
+from facskit.analyze.results import AUResult, as_result
+from facskit.analyze.schema import (
+    ATTRS_KEY,
+    CSV_SIDECAR_SUFFIX,
+    FILE_CHECK_KEY,
+    RESULT_FORMATS,
+    ResultFormat,
+    aus_from_columns,
+    occurrence_column,
+    result_dtypes,
+)
+from facskit.analyze.summary import SummaryAccumulator, summary_table
+from facskit.aus import au_column
+from facskit.errors import FacskitError, UsageError
+from facskit.io.atomic import atomic_write
+
+
+def result_path(out_dir: Path, stem: str, fmt: ResultFormat) -> Path:
+    """Where the result of an input named ``stem`` goes."""
+    return Path(out_dir) / f"{stem}.{fmt}"
+
+
+def write_result(result: pd.DataFrame, path: Path | str, fmt: ResultFormat | None = None) -> Path:
+    """Write a result to CSV (attrs in a ``.meta.json`` sidecar) or Parquet (attrs in the schema metadata).
+
+    Both writes are atomic. The format comes from the suffix unless given.
+    """
+    return write_result_parts([pd.DataFrame(result)], result.attrs, path, fmt)
+
+
+def write_result_parts(
+    parts: Iterable[pd.DataFrame],
+    attrs: Mapping[str, Any],
+    path: Path | str,
+    fmt: ResultFormat | None = None,
+) -> Path:
+    """Write the consecutive row blocks ``parts`` (same columns and dtypes) as one result, holding one block
+    at a time: CSV appended block by block, Parquet one row group per block. The file is the one
+    :func:`write_result` writes for their concatenation (byte for byte for CSV, the same values, schema and
+    metadata for Parquet) and appears atomically once every block is written; ``parts`` must not be empty.
+    """
+    path = Path(path)
+    fmt = fmt or result_format(path)
+    attrs = {k: v for k, v in dict(attrs).items() if k != FILE_CHECK_KEY}
+    attrs_json = json.dumps(attrs, sort_keys=True)
+    if fmt == "csv":
+
+        def write_csv(tmp: Path) -> None:
+            first = True
+            for frame in parts:
+                # By path (opened and closed per block), as DataFrame.to_csv does for one block.
+                frame.to_csv(tmp, index=False, header=first, mode="w" if first else "a")
+                first = False
+            if first:
+                raise ValueError("write_result_parts needs at least one block of rows")
+
+        atomic_write(path, write_csv)
+        # The sidecar, written second, records the CSV's size: a reader can tell a CSV cut short (or one whose
+        # sidecar never came) from a complete one, which the CSV alone cannot show.
+        check = {FILE_CHECK_KEY: {"bytes": path.stat().st_size}}
+        sidecar_json = json.dumps({**attrs, **check}, sort_keys=True)
+        atomic_write(csv_sidecar(path), lambda tmp: tmp.write_text(sidecar_json + "\n"))
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        def write_parquet(tmp: Path) -> None:
+            writer = None
+            try:
+                for frame in parts:
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    if writer is None:
+                        metadata = dict(table.schema.metadata or {})
+                        metadata[ATTRS_KEY.encode()] = attrs_json.encode()
+                        writer = pq.ParquetWriter(tmp, table.schema.with_metadata(metadata))
+                    writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+                if writer is None:
+                    raise ValueError("write_result_parts needs at least one block of rows")
+            finally:
+                if writer is not None:
+                    writer.close()
+
+        atomic_write(path, write_parquet)
+    else:
+        raise UsageError(f"unknown result format {fmt!r}; choose from {', '.join(RESULT_FORMATS)}")
+    return path
+
+
+def read_result(path: Path | str) -> AUResult:
+    """Read a result written by :func:`write_result` (or by ``facskit analyze``, OpenFace columns included).
+
+    The schema is applied again, so dtypes are the same as before the write, and the attrs come back.
+    """
+    import pyarrow as pa
+
+    path = Path(path)
+    fmt, header, attrs = header_and_attrs(path)
+    try:
+        if fmt == "csv":
+            if "success" in header and "face_detected" not in header:
+                frame = pd.read_csv(path)
+            else:
+                aus = attrs.get("aus") or aus_from_columns(header)
+                dtypes = result_dtypes(aus)
+                frame = pd.read_csv(path, dtype={c: d for c, d in dtypes.items() if c in header})
+        else:
+            import pyarrow.parquet as pq
+
+            frame = pq.read_table(path).to_pandas()
+        if "success" in frame.columns and "face_detected" not in frame.columns:
+            frame = from_openface_columns(frame)
+        aus = tuple(int(a) for a in attrs.get("aus") or aus_from_columns(frame.columns))
+        attrs.setdefault("aus", list(aus))
+        return as_result(frame, attrs)
+    except FacskitError as error:
+        raise FacskitError(f"{path}: {error}") from None
+    except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as error:
+        # A row cut in half, a value of the wrong type: the table is not what facskit wrote.
+        raise FacskitError(f"{path}: not a readable result table ({_first_line(error)})") from None
+
+
+def csv_sidecar(path: Path | str) -> Path:
+    """The ``.meta.json`` beside a CSV result: its attrs and the size the CSV was written with."""
+    path = Path(path)
+    return path.with_name(path.name + CSV_SIDECAR_SUFFIX)
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The attrs of a CSV result from its sidecar, or None when there is no sidecar.
+
+    Raises a one-line :class:`FacskitError` for a sidecar that is not JSON, and for a CSV whose size is not
+    the one its sidecar recorded (cut short, or edited since facskit wrote it). Sidecars of older facskit
+    versions record no size and are taken as they are.
+    """
+    sidecar = csv_sidecar(path)
+    if not sidecar.is_file():
+        return None
+    try:
+        attrs = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as error:
+        raise FacskitError(f"{sidecar}: unreadable result metadata ({_first_line(error)})") from None
+    if not isinstance(attrs, dict):
+        raise FacskitError(f"{sidecar}: unreadable result metadata (not a JSON object)")
+    check = attrs.pop(FILE_CHECK_KEY, None)
+    if isinstance(check, dict) and "bytes" in check:
+        size = path.stat().st_size
+        if size != check["bytes"]:
+            raise FacskitError(
+                f"{path}: {size} bytes, but {sidecar.name} records {check['bytes']}: the result was cut "
+                "short or changed after facskit wrote it; rerun `facskit analyze` into its folder to redo it"
+            )
+    return attrs
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_attrs(path: Path | str) -> dict[str, Any]:
+    """The attrs of a result file without reading its rows; a one-line :class:`FacskitError` for a file that
+    is not a complete result (see :func:`read_sidecar`)."""
+    return header_and_attrs(Path(path))[2]
+
+
+def header_and_attrs(path: Path) -> tuple[ResultFormat, list[str], dict[str, Any]]:
+    """A result file's format, column names and attrs (CSV sidecar or Parquet metadata), without its rows.
+
+    Every problem with the file is one line naming it: missing, not a table, truncated, bad metadata.
+    """
+    if not path.is_file():
+        raise UsageError(f"no such result file: {path}")
+    fmt = result_format(path)
+    if fmt == "csv":
+        attrs = read_sidecar(path) or {}
+        try:
+            columns = list(pd.read_csv(path, nrows=0).columns)
+        except (ValueError, OSError, UnicodeDecodeError) as error:  # pandas' EmptyDataError is a ValueError
+            raise FacskitError(f"{path}: not a readable result table ({_first_line(error)})") from None
+        return fmt, columns, attrs
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise FacskitError(f"{path}: not a readable Parquet result ({_first_line(error)})") from None
+    raw = (schema.metadata or {}).get(ATTRS_KEY.encode())
+    try:
+        attrs = json.loads(raw) if raw else {}
+    except ValueError as error:
+        raise FacskitError(f"{path}: unreadable result metadata ({_first_line(error)})") from None
+    return fmt, list(schema.names), attrs if isinstance(attrs, dict) else {}
+
+
+def result_format(path: Path) -> ResultFormat:
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix == "pq":
+        return "parquet"
+    if suffix not in RESULT_FORMATS:
+        raise UsageError(f"cannot tell the format of {path}: use a .csv or .parquet name")
+    return suffix  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------- summary
+
+# Rows read at a time by summarize_file.
+SUMMARY_BLOCK_ROWS = 8192
+
+
+def summarize_file(path: Path | str, block_rows: int = SUMMARY_BLOCK_ROWS) -> pd.DataFrame:
+    """``summarize(read_result(path))`` without holding the file: only the columns a summary needs are read,
+    ``block_rows`` rows at a time, and per face only running sums, counts and maxima are kept.
+
+    The frames, maxima and % active are exactly :func:`summarize`'s; a mean may differ from it in the last
+    bits (sums of blocks instead of one sum over the face's rows).
+    """
+    path = Path(path)
+    fmt, header, attrs = header_and_attrs(path)
+    openface = "success" in header and "face_detected" not in header
+    # facskit name -> name in the file (OpenFace: success, AU06_r).
+    names = {c: OPENFACE_RENAMES.get(c, c) if openface else c for c in ("file", "face_id", "face_detected")}
+    intensity_names = (
+        [c[:-2] for c in header if c.startswith("AU") and c.endswith("_r")] if openface else header
+    )
+    aus = tuple(int(a) for a in attrs.get("aus") or aus_from_columns(intensity_names))
+    for code in aus:
+        names[au_column(code)] = au_column(code) + ("_r" if openface else "")
+        names[occurrence_column(code)] = occurrence_column(code)
+    present = {k: v for k, v in names.items() if v in header}
+    missing = [v for k, v in names.items() if k in ("file", "face_id", "face_detected") and v not in header]
+    if missing:
+        raise FacskitError(f"{path}: not a facskit result: missing columns {missing}")
+    accumulator = SummaryAccumulator(aus)
+    for block in _read_blocks(path, fmt, list(present.values()), aus, openface, block_rows):
+        accumulator.add(block.rename(columns={v: k for k, v in present.items()}))
+    return summary_table(accumulator.rows(), aus, attrs.get("calibration", {}) or {})
+
+
+def _read_blocks(
+    path: Path, fmt: ResultFormat, columns: list[str], aus: Sequence[int], openface: bool, block_rows: int
+) -> Iterable[pd.DataFrame]:
+    """``columns`` of a result file, ``block_rows`` rows at a time, parsed as :func:`read_result` does."""
+    if fmt == "csv":
+        dtypes = {} if openface else {c: d for c, d in result_dtypes(aus).items() if c in columns}
+        yield from pd.read_csv(path, usecols=columns, dtype=dtypes or None, chunksize=block_rows)
+    else:
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as handle:
+            for batch in handle.iter_batches(batch_size=block_rows, columns=columns):
+                yield batch.to_pandas()
