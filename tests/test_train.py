@@ -295,21 +295,21 @@ def test_kfold_validation_subjects_keep_model_selection_off_the_test_fold() -> N
 
     from facskit.config import load_config
     from facskit.errors import UsageError
-    from facskit.train.loop import _split_frames
+    from facskit.train.dataset import split_frames
 
     subjects = [f"S{i:02d}" for i in range(12)]
     index = pd.DataFrame({"subject": np.repeat(subjects, 5)})
     cache = type("Cache", (), {"index": index, "__len__": lambda self: len(index)})()
-    plain_train, plain_val = _split_frames(cache, load_config("bmvc2018-lite", ["data.fold=2"]))
-    train, val = _split_frames(cache, load_config("bmvc2018-lite", ["data.fold=2", "data.val_subjects=2"]))
+    plain_train, plain_val = split_frames(cache, load_config("bmvc2018-lite", ["data.fold=2"]))
+    train, val = split_frames(cache, load_config("bmvc2018-lite", ["data.fold=2", "data.val_subjects=2"]))
     test_subjects = set(index.subject[plain_val])  # without val_subjects, validation is the test fold
     assert set(index.subject[val]).isdisjoint(test_subjects) and index.subject[val].nunique() == 2
     assert set(index.subject[train]).isdisjoint(index.subject[val])
     assert sorted([*train, *val]) == sorted(plain_train.tolist())
     with pytest.raises(UsageError, match="data.split=kfold"):
-        _split_frames(cache, load_config("bmvc2018-lite", ["data.split=none", "data.val_subjects=2"]))
+        split_frames(cache, load_config("bmvc2018-lite", ["data.split=none", "data.val_subjects=2"]))
     with pytest.raises(UsageError, match="val_subjects must be in 1..7"):
-        _split_frames(cache, load_config("bmvc2018-lite", ["data.val_subjects=8"]))
+        split_frames(cache, load_config("bmvc2018-lite", ["data.val_subjects=8"]))
 
 
 @pytest.mark.parametrize(
@@ -317,8 +317,8 @@ def test_kfold_validation_subjects_keep_model_selection_off_the_test_fold() -> N
 )
 def test_bf16_cpu_auto_follows_the_cpu_flags(monkeypatch, flags: set[str], expected: bool) -> None:
     from facskit import device
-    from facskit.train.loop import _bf16_on_cpu
+    from facskit.train.optim import bf16_on_cpu
 
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
-    assert _bf16_on_cpu("auto") is expected
-    assert _bf16_on_cpu(True) is True and _bf16_on_cpu(False) is False
+    assert bf16_on_cpu("auto") is expected
+    assert bf16_on_cpu(True) is True and bf16_on_cpu(False) is False

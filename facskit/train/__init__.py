@@ -12,14 +12,15 @@ __all__ = ["HeatmapDataset", "StepSampler", "TrainResult", "augment_sample", "ma
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.train.augment import augment_sample
     from facskit.train.dataset import HeatmapDataset, StepSampler
-    from facskit.train.loop import TrainResult, masked_mse, train
+    from facskit.train.loop import TrainResult, train
+    from facskit.train.loss import masked_mse
 
 _WHERE = {
     "HeatmapDataset": "facskit.train.dataset",
     "StepSampler": "facskit.train.dataset",
     "TrainResult": "facskit.train.loop",
     "augment_sample": "facskit.train.augment",
-    "masked_mse": "facskit.train.loop",
+    "masked_mse": "facskit.train.loss",
     "train": "facskit.train.loop",
 }
 

@@ -11,20 +11,27 @@ run (epoch, step within the epoch, global step, running loss). Writes are atomic
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from facskit.config import Config, config_from_dict, config_to_dict
 from facskit.errors import CheckpointError
 from facskit.models.checkpoint import check_finite, read_torch_file, save_checkpoint
 
 __all__ = [
+    "RUNTIME_KEYS",
     "TrainingState",
     "load_init_weights",
+    "merge_resume_config",
     "read_training_checkpoint",
     "rng_state",
+    "save_atomically",
     "set_rng_state",
     "write_training_checkpoint",
 ]
@@ -59,6 +66,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomically(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` into a temporary file beside ``path``, synced, then ``os.replace``: a kill during the
+    save leaves the previous checkpoint intact (for run states that are not an AU model checkpoint, such
+    as TCAE pretraining's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
@@ -157,3 +181,48 @@ def load_init_weights(model: nn.Module, path: str | Path) -> tuple[int, int]:
     check_finite(path, copied)
     model.load_state_dict(copied, strict=False)
     return len(copied), len(own)
+
+
+# Keys a resumed run takes from the new config rather than the checkpoint: where things are and how fast
+# they go, never what is being optimised. Extending train.epochs or max_steps continues a finished run.
+RUNTIME_KEYS = (
+    "data.cache",
+    "train.workers",
+    "train.prefetch",
+    "train.device",
+    "train.epochs",
+    "train.max_steps",
+    "train.eval_batch_size",
+    "checkpoint.every_steps",
+    "log.every_steps",
+    "log.tensorboard",
+)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "overrides":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def merge_resume_config(saved: Config, requested: Config, log: Callable[[str], None]) -> Config:
+    """The checkpoint's config with the runtime keys of the requested one; other differences are reported
+    and ignored (on resume the architecture and optimisation come from the checkpoint)."""
+    saved_flat, requested_flat = _flatten(config_to_dict(saved)), _flatten(config_to_dict(requested))
+    merged = config_to_dict(saved)
+    ignored = []
+    for key, value in requested_flat.items():
+        if saved_flat.get(key) == value:
+            continue
+        if key in RUNTIME_KEYS:
+            section, name = key.split(".")
+            merged[section][name] = value
+        else:
+            ignored.append(f"{key}={value!r} (checkpoint: {saved_flat.get(key)!r})")
+    if ignored:
+        log("resuming: the checkpoint's settings win over " + "; ".join(ignored))
+    return config_from_dict(merged)

@@ -14,16 +14,25 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facskit.align import rescale_points
 from facskit.aus import au_points
-from facskit.config import AugmentConfig
+from facskit.config import AugmentConfig, Config
+from facskit.errors import DatasetError, UsageError
 from facskit.models.spec import ModelSpec, preprocess, resize_crops
 from facskit.targets import gaussian_heatmaps, heatmap_weights
 from facskit.train.augment import augment_sample
 
-__all__ = ["FrameCache", "HeatmapDataset", "StepSampler", "au_columns_of"]
+__all__ = [
+    "FrameCache",
+    "HeatmapDataset",
+    "StepSampler",
+    "au_columns_of",
+    "evenly_spaced",
+    "make_loaders",
+    "split_frames",
+]
 
 
 class FrameCache(Protocol):
@@ -182,3 +191,83 @@ def shard_positions(num_items: int, world_size: int, rank: int) -> np.ndarray:
     """Contiguous, near-equal validation shard of this rank (no padding, so no frame counts twice)."""
     bounds = np.linspace(0, num_items, world_size + 1).round().astype(int)
     return np.arange(bounds[rank], bounds[rank + 1])
+
+
+def split_frames(cache: FrameCache, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Cache row numbers of the training and validation frames (subject-exclusive)."""
+    from facskit.data.folds import fera2015_split, fold_split, validation_split
+
+    n = len(cache)
+    d = config.data
+    index = getattr(cache, "index", None)
+    if d.val_subjects and d.split != "kfold":
+        raise UsageError(f"data.val_subjects applies to data.split=kfold, not {d.split!r}")
+    if d.split == "none":
+        train, val = np.arange(n), np.arange(0)
+    else:
+        if index is None or "subject" not in index:
+            raise DatasetError("the cache has no subject index; use data.split=none")
+        if d.split == "fera2015":
+            train_mask, val_mask = fera2015_split(index)
+        else:
+            train_mask, val_mask = fold_split(index, d.folds, d.fold, d.fold_seed)
+            if d.val_subjects:
+                try:
+                    train_mask, val_mask = validation_split(index, train_mask, d.val_subjects, d.fold_seed)
+                except ValueError as error:
+                    raise UsageError(str(error)) from None
+        train, val = np.flatnonzero(train_mask), np.flatnonzero(val_mask)
+    return evenly_spaced(train, d.max_train_frames), evenly_spaced(val, d.max_val_frames)
+
+
+def evenly_spaced(frames: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most ``limit`` frames spread evenly over the (subject-ordered) list, deterministically.
+
+    A prefix would keep only the first subjects; an even stride keeps every subject and sequence, which
+    is what a frame budget is meant to preserve.
+    """
+    if limit is None or len(frames) <= limit:
+        return frames
+    return frames[np.linspace(0, len(frames) - 1, limit).round().astype(np.int64)]
+
+
+def _loader(dataset: HeatmapDataset, config: Config, device: torch.device, **kwargs: Any) -> DataLoader:
+    workers = config.train.workers
+    options: dict[str, Any] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    if workers > 0:
+        options.update(persistent_workers=True, prefetch_factor=config.train.prefetch)
+    return DataLoader(dataset, **options, **kwargs)
+
+
+def make_loaders(
+    config: Config,
+    cache: FrameCache,
+    train_frames: np.ndarray,
+    val_frames: np.ndarray,
+    spec: Any,
+    device: torch.device,
+    world_size: int,
+    rank: int,
+) -> tuple[StepSampler, DataLoader, DataLoader | None]:
+    """The step sampler of this rank, the training loader it drives, and this rank's validation loader
+    (None without validation frames)."""
+    try:
+        sampler = StepSampler(
+            len(train_frames),
+            config.train.batch_size,
+            config.train.grad_accum,
+            world_size,
+            rank,
+            seed=config.train.seed,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    train_set = HeatmapDataset(cache, train_frames, spec, config.augment, seed=config.train.seed)
+    train_loader = _loader(train_set, config, device, batch_sampler=sampler)
+    val_loader = None
+    if len(val_frames):
+        shard = val_frames[shard_positions(len(val_frames), world_size, rank)]
+        val_set = HeatmapDataset(cache, shard, spec, augment=None, seed=config.train.seed)
+        val_batch = config.train.eval_batch_size or sampler.local
+        val_loader = _loader(val_set, config, device, batch_size=val_batch, shuffle=False)
+    return sampler, train_loader, val_loader

@@ -96,47 +96,70 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """One stderr line per logged step: epoch, step, loss, lr, images/s and ETA; silent when disabled."""
+    """One stderr line per logged step: epoch, step, loss terms, items/s and ETA; silent when disabled.
 
-    def __init__(self, enabled: bool, every_seconds: float = 2.0) -> None:
+    ``command`` prefixes notes (``facskit train: resuming ...``) and ``unit`` names what a step processes
+    (images for the heatmap trainer, pairs for TCAE). :meth:`step` redraws at most every ``every_seconds``;
+    :meth:`report` prints a line now (a trainer that logs every N steps).
+    """
+
+    def __init__(
+        self, enabled: bool, every_seconds: float = 2.0, command: str = "facskit train", unit: str = "img"
+    ) -> None:
         self.enabled = enabled
         self.every_seconds = every_seconds
+        self.command = command
+        self.unit = unit
         self._start = time.perf_counter()
         self._last_print = 0.0
         self._session_steps = 0
-        self._total = 0
+        self.total_steps = 0
         self._done = 0
         self._images_per_step = 0
         self._is_tty = sys.stderr.isatty()
 
     def note(self, text: str) -> None:
         if self.enabled:
-            print(f"facskit train: {text}", file=sys.stderr, flush=True)
+            print(f"{self.command}: {text}", file=sys.stderr, flush=True)
 
     def start(self, total_steps: int, done_steps: int, images_per_step: int) -> None:
         self._start = time.perf_counter()
-        self._total, self._done, self._images_per_step = total_steps, done_steps, images_per_step
+        self.total_steps, self._done, self._images_per_step = total_steps, done_steps, images_per_step
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
 
-    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float) -> None:
+    def advance(self) -> None:
+        """Count one optimiser step (for the rate and the ETA)."""
         self._session_steps += 1
         self._done += 1
+
+    def _line(self, epoch: int, epochs: int, step: int, steps: int, details: str) -> str:
+        now = self.elapsed()
+        rate = self._session_steps / max(now, 1e-9)  # steps/s in this session (resumes restart the clock)
+        eta = (self.total_steps - self._done) / max(rate, 1e-9)
+        return (
+            f"epoch {epoch + 1}/{epochs} step {step}/{steps} {details} "
+            f"{rate * self._images_per_step:.1f} {self.unit}/s ETA {_clock(eta)}"
+        )
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float) -> None:
+        self.advance()
         if not self.enabled:
             return
         now = self.elapsed()
         if now - self._last_print < self.every_seconds and step != steps:
             return
         self._last_print = now
-        rate = self._session_steps / max(now, 1e-9)  # steps/s in this session (resumes restart the clock)
-        eta = (self._total - self._done) / max(rate, 1e-9)
-        line = (
-            f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss:.4g} lr {lr:.2g} "
-            f"{rate * self._images_per_step:.1f} img/s ETA {_clock(eta)}"
-        )
+        line = self._line(epoch, epochs, step, steps, f"loss {loss:.4g} lr {lr:.2g}")
         end = "\r" if self._is_tty and step != steps else "\n"
         print(line, end=end, file=sys.stderr, flush=True)
+
+    def report(self, epoch: int, epochs: int, step: int, steps: int, terms: dict[str, float]) -> None:
+        """Print the progress line with these loss ``terms`` now."""
+        if self.enabled:
+            details = " ".join(f"{k} {v:.4f}" for k, v in terms.items())
+            print(self._line(epoch, epochs, step, steps, details), file=sys.stderr, flush=True)
 
     def epoch_summary(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -145,4 +168,4 @@ class Progress:
         if "val_icc" in row:
             parts.append(f"val loss {row['val_loss']:.4g} ICC {row['val_icc']:.3f} MAE {row['val_mae']:.3f}")
         parts.append(f"{_clock(row['seconds'])} elapsed")
-        print("facskit train: " + ", ".join(parts), file=sys.stderr, flush=True)
+        print(f"{self.command}: " + ", ".join(parts), file=sys.stderr, flush=True)
