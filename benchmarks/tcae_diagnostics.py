@@ -121,16 +121,14 @@ def _sample(field: torch.Tensor, points: np.ndarray, size: int) -> np.ndarray:
     return values.numpy() * (size - 1) / 2
 
 
-def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float) -> None:
+def fields(run: Path, cache: PreparedCache, epoch: int | None) -> None:
     torch.set_num_threads(1)
     model, info = load_tcae(run, epoch)
     size = model.spec.input_size
     images = CachePairDataset(cache, size)
     landmarks = _landmarks(cache) * (size / CACHE_CROP)
     rng = np.random.default_rng(0)
-    print(
-        f"{info['path']}: step {info.get('step', '?')}, spec {model.spec.to_dict()}, pose scale {pose_scale}"
-    )
+    print(f"{info['path']}: step {info.get('step', '?')}, spec {model.spec.to_dict()}")
 
     def epe(field: np.ndarray, truth: np.ndarray) -> float:
         return float(np.linalg.norm(field - truth, axis=-1).mean())
@@ -139,7 +137,7 @@ def fields(run: Path, cache: PreparedCache, epoch: int | None, pose_scale: float
         pairs = _pairs(cache, gap, 256, rng)
         source, target = images.batch(pairs)
         with torch.no_grad():
-            out = model(source, target, pose_scale=pose_scale)
+            out = model(source, target)
         raw = (source - target).abs().mean().item()
 
         def ratio(image: torch.Tensor) -> float:
@@ -187,9 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     trained.add_argument("run", type=Path)
     trained.add_argument("cache", type=Path)
     trained.add_argument("--epoch", type=int, default=None)
-    trained.add_argument(
-        "--pose-scale", type=float, default=1.0, help="0 for a run trained with the pose decoder off"
-    )
     args = parser.parse_args(argv)
     cache = PreparedCache(args.cache)
     if args.command == "ceiling":
@@ -198,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             flow_ceiling(cache, size)
         landmark_ceiling(cache)
     else:
-        fields(args.run, cache, args.epoch, args.pose_scale)
+        fields(args.run, cache, args.epoch)
     return 0
 
 

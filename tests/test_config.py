@@ -9,24 +9,49 @@ import yaml
 
 from facskit.config import (
     Config,
-    ConfigError,
     apply_overrides,
     config_from_dict,
     config_to_dict,
-    list_presets,
     load_config,
     save_config,
+    training_presets,
 )
+from facskit.config_loader import TRAINERS, ConfigError, list_presets
 
 TRAINING_PRESETS = ("bmvc2018-fera2015", "scc-bp4d", "scc-disfa", "bmvc2018-lite", "scc-lite")
 
 
 def test_every_training_preset_loads() -> None:
-    # facskit/configs also holds presets of other commands (tcae*.yaml for pretraining) with their own schema.
-    presets = list_presets()
+    # facskit/configs also holds presets of other trainers (tcae*.yaml for pretraining) with their own schema.
+    presets = training_presets()
     for name in TRAINING_PRESETS:
         assert name in presets
+    for name in presets:
         assert isinstance(load_config(name), Config)
+
+
+def test_every_preset_names_its_trainer_and_each_command_lists_its_own() -> None:
+    for name in list_presets():
+        text = (Path(__file__).parents[1] / "facskit" / "configs" / f"{name}.yaml").read_text()
+        trainer = yaml.safe_load(text)["trainer"]
+        assert trainer in TRAINERS, name
+        assert name in list_presets(trainer)
+    assert sorted(list_presets("heatmap") + list_presets("tcae")) == list_presets()
+    assert "tcae-lite" in list_presets("tcae") and "tcae-lite" not in training_presets()
+
+
+def test_a_file_for_another_trainer_names_the_command_that_runs_it(tmp_path: Path) -> None:
+    path = tmp_path / "pretrain.yaml"
+    path.write_text("base: tcae-lite\n")  # not a training preset: base lookup fails as before
+    with pytest.raises(ConfigError, match="base 'tcae-lite': no config file or preset"):
+        load_config(path)
+    path.write_text("trainer: tcae\ntrain:\n  epochs: 2\n")
+    with pytest.raises(
+        ConfigError, match=r"pretrain.yaml is a config for trainer 'tcae', not 'heatmap': .*pretrain-tcae"
+    ):
+        load_config(path)
+    path.write_text("trainer: heatmap\ntrain:\n  epochs: 2\n")  # its own trainer, said or not
+    assert load_config(path).train.epochs == 2
 
 
 def test_scc_presets_follow_the_paper() -> None:

@@ -117,21 +117,8 @@ def test_exact_resume(tmp_path) -> None:
     assert (tmp_path / "full" / "epoch-002.ckpt").is_file()
 
 
-def test_pose_field_grid_config_key() -> None:
-    from facskit.config import ConfigError
-    from facskit.tcae.config import load_tcae_config
-
-    assert load_tcae_config("tcae").model.spec().pose_field_grid == 0  # the paper's dense pose field
-    config = load_tcae_config("tcae-lite", ["model.pose_field_grid=8"])
-    assert config.model.spec().pose_field_grid == 8
-    with pytest.raises(ConfigError, match="pose_field_grid"):
-        load_tcae_config("tcae-lite", ["model.pose_field_grid=1"])
-    with pytest.raises(ConfigError, match="unknown config key"):
-        load_tcae_config("tcae-lite", ["model.pose_grid=8"])
-
-
 def test_field_mix_config_key() -> None:
-    from facskit.config import ConfigError
+    from facskit.config_loader import ConfigError
     from facskit.tcae.config import load_tcae_config
 
     assert load_tcae_config("tcae").model.spec().field_mix == "softmax"  # the paper's eq. 3
@@ -156,7 +143,8 @@ TRACK_SETTINGS = [
 
 
 def test_tcae_lite_track_preset_is_tcae_lite_with_the_measured_settings() -> None:
-    from facskit.config import ConfigError, load_config
+    from facskit.config import load_config
+    from facskit.config_loader import ConfigError
     from facskit.tcae.config import load_tcae_config, tcae_config_to_dict
 
     track = tcae_config_to_dict(load_tcae_config("tcae-lite-track"))
@@ -217,53 +205,6 @@ def test_gate_weight_starts_at_gate_start_step(tmp_path) -> None:
     assert steps[1]["total"] == pytest.approx(steps[1]["rec"] + 10.0 * steps[1]["gate_au"], rel=1e-5)
 
 
-def test_pose_start_step_config_key() -> None:
-    from facskit.config import ConfigError
-    from facskit.tcae.config import load_tcae_config
-
-    for name in ("tcae", "tcae-lite"):  # the paper: both decoders from step 0
-        loss = load_tcae_config(name).loss
-        assert loss.pose_start_step == 0 and loss.pose_ramp_steps == 0
-    loss = load_tcae_config("tcae-lite", ["loss.pose_start_step=600", "loss.pose_ramp_steps=50"]).loss
-    assert (loss.pose_start_step, loss.pose_ramp_steps) == (600, 50)
-    with pytest.raises(ConfigError, match="pose_start_step"):
-        load_tcae_config("tcae-lite", ["loss.pose_start_step=-1"])
-    loss = load_tcae_config("tcae-lite", ["loss.au_start_step=300", "loss.au_ramp_steps=20"]).loss
-    assert (loss.au_start_step, loss.au_ramp_steps) == (300, 20)
-    with pytest.raises(ConfigError, match="au_ramp_steps"):
-        load_tcae_config("tcae-lite", ["loss.au_ramp_steps=-1"])
-
-
-@pytest.mark.parametrize("pose_start", [0, 1, 100])
-def test_pose_start_step_freezes_the_pose_decoder_in_the_loop(tmp_path, pose_start: int) -> None:
-    from facskit.models.tcae import TCAE
-    from facskit.tcae.config import load_tcae_config
-    from facskit.tcae.pretrain import load_tcae, pretrain_tcae
-
-    overrides = [
-        *TINY_RUN,
-        "model.field_mix=au_gate",
-        "data.pairs_per_epoch=16",
-        "train.epochs=1",  # 2 steps
-        "run.log_every_steps=0",
-        f"loss.pose_start_step={pose_start}",
-    ]
-    config = load_tcae_config("tcae-lite", overrides)
-    pretrain_tcae(config, _TinyCache(), tmp_path, quiet=True)
-    trained, info = load_tcae(tmp_path)
-    assert info["step"] == 2
-    torch.manual_seed(config.train.seed)  # the loop's initialisation
-    initial = TCAE(config.model.spec())
-
-    def changed(module: str) -> bool:
-        now = dict(getattr(trained, module).named_parameters())
-        return any(not torch.equal(p, now[name]) for name, p in getattr(initial, module).named_parameters())
-
-    assert changed("au_decoder")
-    # held for both steps: the pose decoder is exactly as initialised; started at step 0 or 1: it trains
-    assert changed("pose_decoder") == (pose_start < 2)
-
-
 def test_mining_keeps_the_most_different_of_each_group_of_candidates() -> None:
     """mine_factor k: every pair is the highest-scoring of its k candidates (the uniform draw of k x N),
     the same pairs for the same (seed, epoch), within the curriculum's gaps and tracks; k = 1 is the
@@ -304,8 +245,7 @@ def test_mining_keeps_the_most_different_of_each_group_of_candidates() -> None:
 
 
 def test_mine_factor_config_key_and_loop(tmp_path) -> None:
-    from facskit.config import ConfigError
-    from facskit.errors import UsageError
+    from facskit.config_loader import ConfigError
     from facskit.tcae.config import load_tcae_config
     from facskit.tcae.pretrain import load_tcae, pretrain_tcae
 
@@ -319,23 +259,12 @@ def test_mine_factor_config_key_and_loop(tmp_path) -> None:
     assert load_tcae(tmp_path / "run")[1]["step"] == 2
     with pytest.raises(ConfigError, match="mine_factor"):
         load_tcae_config("tcae-lite", ["curriculum.mine_factor=0"])
-    video = tmp_path / "clip.mp4"
-    video.write_bytes(b"")
-    by_landmarks = load_tcae_config(
-        "tcae-lite", [*TINY_RUN, "curriculum.mine_factor=3", "curriculum.mine_score=landmarks"]
-    )
-    with pytest.raises(UsageError, match="mine_score=landmarks needs a prepared cache"):
-        pretrain_tcae(by_landmarks, video, tmp_path / "video-run", quiet=True)
 
 
-def test_landmark_residual_scores_shape_change_not_head_motion(tmp_path) -> None:
+def test_landmark_residual_scores_shape_change_not_head_motion() -> None:
     """An affine move of every landmark (head motion, the crop's shifts) scores 0; moving the mouth alone
-    scores its share; the config chooses it, and a cache without landmark columns is refused clearly."""
-    from facskit.config import ConfigError
-    from facskit.errors import UsageError
-    from facskit.tcae.config import load_tcae_config
+    scores its share (benchmarks/tcae_diagnostics.py's non-rigid motion)."""
     from facskit.tcae.pairs import LandmarkResidual
-    from facskit.tcae.pretrain import pretrain_tcae
 
     rng = np.random.default_rng(0)
     points = rng.normal(size=(3, 68, 2)) * 20
@@ -347,31 +276,29 @@ def test_landmark_residual_scores_shape_change_not_head_motion(tmp_path) -> None
     assert score[0] == pytest.approx(0, abs=1e-6) and score[1] == pytest.approx(0, abs=1e-6)
     assert 0.2 < score[2] < 20 / 68 + 0.2 and score[3] == pytest.approx(0, abs=1e-6)
 
-    assert load_tcae_config("tcae-lite").curriculum.mine_score == "frames"
-    config = load_tcae_config(
-        "tcae-lite", [*TINY_RUN, "curriculum.mine_factor=2", "curriculum.mine_score=landmarks"]
-    )
-    with pytest.raises(UsageError, match="landmark columns"):
-        pretrain_tcae(config, _TinyCache(), tmp_path / "run", quiet=True)
-    with pytest.raises(ConfigError, match="mine_score"):
-        load_tcae_config("tcae-lite", ["curriculum.mine_score=pixels"])
 
+def test_removed_options_are_unknown_keys_but_old_runs_still_resume() -> None:
+    """A config naming a measured-and-removed option is an unknown key; a run's stored config that holds
+    one at its no-op value (written before the removal) reads as the same config, any other value is an
+    error naming it."""
+    from facskit.config_loader import ConfigError
+    from facskit.tcae.config import load_tcae_config, stored_tcae_config, tcae_config_to_dict
 
-def test_au_field_residual_config_key() -> None:
-    from facskit.config import ConfigError
-    from facskit.tcae.config import load_tcae_config
-
-    assert load_tcae_config("tcae-lite").model.spec().au_field_residual == "none"
-    config = load_tcae_config(
-        "tcae-lite",
-        [
-            "model.pose_field_grid=2",
-            "model.field_mix=gated",
-            "model.au_field_residual=gated",
-            "model.pose_mask_grid=8",
-        ],
-    )
-    spec = config.model.spec()
-    assert (spec.au_field_residual, spec.field_mix, spec.pose_mask_grid) == ("gated", "gated", 8)
-    with pytest.raises(ConfigError, match="au_field_residual"):
-        load_tcae_config("tcae-lite", ["model.au_field_residual=uniform"])
+    for key in (
+        "model.pose_field_grid=2",
+        "loss.pose_start_step=10",
+        "train.grad_clip=1",
+        "curriculum.mine_score=landmarks",
+    ):
+        with pytest.raises(ConfigError, match="unknown config key"):
+            load_tcae_config("tcae-lite", [key])
+    config = load_tcae_config("tcae-lite-track")
+    old = tcae_config_to_dict(config)
+    old["model"].update(pose_field_grid=None, au_field_residual=None, head_support=None, au_moves_head=None)
+    old["curriculum"]["mine_score"] = "frames"
+    old["loss"].update(pose_start_step=0, pose_ramp_steps=0, au_start_step=0, au_ramp_steps=0)
+    old["train"]["grad_clip"] = 0.0
+    assert stored_tcae_config(old) == config
+    old["loss"]["pose_start_step"] = 600
+    with pytest.raises(ConfigError, match=r"^TCAE option loss.pose_start_step=600 was removed"):
+        stored_tcae_config(old)

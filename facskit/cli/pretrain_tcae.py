@@ -6,11 +6,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from facskit.config import tcae_presets
+    from facskit.config_loader import list_presets
 
     parser.add_argument(
         "config",
-        help=f"preset ({', '.join(tcae_presets())}) or a YAML file (facskit/configs/tcae*.yaml; "
+        help=f"preset ({', '.join(list_presets('tcae'))}) or a YAML file (trainer: tcae; "
         "base: PRESET starts from a preset)",
     )
     parser.add_argument(
@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a prepared cache folder (facskit prepare) or a video file / folder of videos "
         "(faces are tracked and cropped on the fly, one crop per track segment unless data.crop=aligned)",
     )
-    parser.add_argument("--out", required=True, help="run folder; an existing run there is resumed")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder; an existing run there is resumed"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "overrides",

@@ -26,6 +26,7 @@ import pandas as pd
 
 from facskit.aus import au_column
 from facskit.errors import DatasetError
+from facskit.io.atomic import atomic_write_json, atomic_write_parquet
 
 CACHE_FORMAT = "facskit-prepared-cache"
 CACHE_VERSION = 1
@@ -124,18 +125,14 @@ class ShardWriter:
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    with tmp.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """A cache's index or part, atomically and fsynced (:func:`facskit.io.atomic.atomic_write_parquet`):
+    a cache takes hours to rebuild, so a power loss must not leave a renamed but unwritten file."""
+    atomic_write_parquet(path, frame, durable=True)
 
 
 def write_json_atomic(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """A cache's metadata, atomically, in the indented and key-sorted form the cache has always had."""
+    atomic_write_json(path, data, indent=2, sort_keys=True)
 
 
 class PreparedCache:

@@ -16,7 +16,6 @@ Outputs:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from facskit.eval.predict import (
     resolve_checkpoint,
     true_column,
 )
+from facskit.io.atomic import atomic_write, atomic_write_json
 
 __all__ = [
     "REPORTED_METRICS",
@@ -233,28 +233,18 @@ def metrics_table_markdown(metrics: dict[str, Any], title: str | None = None) ->
 
 
 def write_json(document: dict[str, Any], path: str | Path) -> Path:
-    """Write ``document`` as indented JSON through a temporary file and a rename (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``document`` as indented JSON, atomically; NaN is refused (strict JSON, read outside Python)."""
+    return atomic_write_json(path, document, indent=2, allow_nan=False, parents=True)
 
 
 def write_predictions(predictions: pd.DataFrame, path: str | Path) -> Path:
     """Per-frame predictions to Parquet (atomically; ``.csv`` suffix writes CSV instead)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     table = predictions.copy()
     table.attrs = {}  # pandas would serialise attrs into the Parquet metadata; keep files plain
     if path.suffix.lower() == ".csv":
-        table.to_csv(tmp, index=False)
-    else:
-        table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False), parents=True)
+    return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False), parents=True)
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:

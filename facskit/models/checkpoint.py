@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from facskit.aus import BP4D_AUS, MAX_INTENSITY
 from facskit.errors import CheckpointError
+from facskit.io.atomic import atomic_write
 from facskit.models.spec import INTENSITY_MIN, AUModel, ModelSpec
 
 FORMAT = "facskit-checkpoint"
@@ -105,7 +105,7 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def save_checkpoint(path: str | Path, model: AUModel, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model` (its spec and weights) to `path` atomically: a temporary file, then `os.replace`.
+    """Write `model` (its spec and weights) to `path` atomically and fsynced (`facskit.io.atomic`).
 
     `extra["training"]` becomes the checkpoint's training summary; other keys go under `extra`.
     An interrupted save leaves the previous file intact.
@@ -132,18 +132,7 @@ def save_checkpoint(path: str | Path, model: AUModel, extra: dict[str, Any] | No
         "extra": _plain(extra, "extra"),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp), durable=True, parents=True)
 
 
 def weights_hash(model: AUModel) -> str:

@@ -25,7 +25,6 @@ import json
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +38,7 @@ import pandas as pd
 
 from facskit.aus import BP4D_AUS, DISFA_AUS, au_column
 from facskit.errors import FacskitError, UsageError
+from facskit.io.atomic import atomic_write_bytes, atomic_write_parquet
 from facskit.synth.face_model import SYNTH_AUS, sample_identity
 from facskit.synth.render import FaceRenderer, sample_scene
 from facskit.synth.sequence import DEFAULT_ACTIVITY, FPS, SynthFrame, au_timeline, generate_sequence
@@ -66,19 +66,6 @@ class SequenceSpec:
     sequence: str
     subject_index: int
     sequence_index: int
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def label_intensity(values: np.ndarray) -> np.ndarray:
@@ -232,9 +219,7 @@ class GroundTruthTable:
         return df
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        self.frame().to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        atomic_write_parquet(path, self.frame())
 
 
 def _unknown_mask(rng: np.random.Generator, frames: int) -> np.ndarray:
@@ -299,7 +284,7 @@ def _write_sequence(
                     cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
                 )
-                atomic_write_bytes(root / rel, data.tobytes())
+                atomic_write_bytes(root / rel, data.tobytes(), parents=True)
             else:
                 frame_no = f.index
                 folder_rows.append(
@@ -404,7 +389,7 @@ def write_dataset(
     progress.close()
     if format == "folder":
         csv = pd.DataFrame(folder_rows).to_csv(index=False, lineterminator="\n")
-        atomic_write_bytes(root / "labels.csv", csv.encode())
+        atomic_write_bytes(root / "labels.csv", csv.encode(), parents=True)
     truth.write(root / GROUND_TRUTH_FILE)
     manifest = {
         "generator": "facskit.synth",
@@ -430,7 +415,7 @@ def write_dataset(
         "python": sys.version.split()[0],
     }
     path = root / MANIFEST_FILE
-    atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode(), parents=True)
     return path
 
 
@@ -445,7 +430,7 @@ def _write_mat(path: Path, pts: np.ndarray) -> None:
     data = bytearray(buffer.getvalue())
     header = b"MATLAB 5.0 MAT-file, written by facskit synth".ljust(116, b" ")
     data[:116] = header
-    atomic_write_bytes(path, bytes(data))
+    atomic_write_bytes(path, bytes(data), parents=True)
 
 
 def _write_labels(
@@ -461,10 +446,13 @@ def _write_labels(
             atomic_write_bytes(
                 root / f"ActionUnit_Labels/{spec.subject}/{spec.subject}_au{code}.txt",
                 _label_text(numbers, column),
+                parents=True,
             )
         else:
             column = np.where(unknown, BP4D_UNKNOWN, column)
             name = au_column(code)
             atomic_write_bytes(
-                root / f"{name}/{spec.subject}_{spec.sequence}_{name}.csv", _label_text(numbers, column)
+                root / f"{name}/{spec.subject}_{spec.sequence}_{name}.csv",
+                _label_text(numbers, column),
+                parents=True,
             )

@@ -1,45 +1,40 @@
-"""The schema of a TCAE pretraining run: dataclasses, YAML in, typed ``key=value`` overrides.
+"""The schema of a TCAE pretraining run (``facskit pretrain-tcae``): a dataclass per section.
 
-Same loader as :mod:`facskit.config` (every key and type checked, an unknown key is an error that lists the
-valid ones), with TCAE's own sections: there are no labels, AUs or augmentations, but a pair curriculum
-and the eq. 7 loss weights. Presets are ``facskit/configs/tcae.yaml`` (paper/reference size) and
-``tcae-lite.yaml`` (64x64, trains in minutes on 2 CPU cores).
+Read through :mod:`facskit.config_loader` like the training schema (every key, type and range checked, an
+unknown key is an error that lists the valid ones), with TCAE's own sections: there are no labels, AUs or
+augmentations, but a pair curriculum and the eq. 7 loss weights. Presets are the ``facskit/configs/`` files
+with ``trainer: tcae``: ``tcae`` (the paper at the reference's size), ``tcae-lite`` (64x64, trains in
+minutes on 2 CPU cores) and ``tcae-lite-track`` (tcae-lite with the settings measured on track crops).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-
-from facskit.config import (
-    NON_NEGATIVE,
-    POSITIVE,
-    SEED,
-    ConfigError,
-    OptimConfig,
-    Range,
-    _build,
-    _fields,
-    _parse_value,
-    read_config_source,
-    tcae_presets,
-)
-from facskit.models.tcae import TCAESpec, tcae_spec
+from facskit import config_loader
+from facskit.config import OptimConfig
+from facskit.config_loader import NON_NEGATIVE, POSITIVE, SEED, ConfigError, Range, build_config
+from facskit.models.tcae import REMOVED_OPTIONS, RemovedOptionError, TCAESpec, tcae_spec
 from facskit.tcae.losses import LossWeights
 from facskit.tcae.pairs import PairCurriculum
 
 __all__ = [
+    "TRAINER",
     "TCAEConfig",
+    "apply_tcae_overrides",
     "load_tcae_config",
     "save_tcae_config",
     "tcae_config_from_dict",
     "tcae_config_to_dict",
+    "tcae_presets",
+    "stored_tcae_config",
 ]
+
+# The ``trainer:`` of this schema's presets (facskit.config_loader.TRAINERS).
+TRAINER = "tcae"
 
 
 @dataclass
@@ -52,56 +47,20 @@ class TCAEModelConfig:
     filters: Annotated[int | None, Range(ge=1, le=512)] = None
     embedding_size: Annotated[int | None, Range(ge=1, le=4096)] = None
     branch_layers: Annotated[int | None, Range(ge=1, le=10)] = None
-    # Pose field restricted to an N x N grid, bilinearly upsampled (0: dense, as the paper; see TCAESpec).
-    pose_field_grid: Annotated[int | None, NON_NEGATIVE] = None
-    # How tau combines the two fields: "softmax" (paper eq. 3) or "au_gate" (tau_P + sigmoid(m_A) tau_A;
-    # see TCAESpec.field_mix). None keeps the preset's value.
-    field_mix: Literal["softmax", "au_gate", "gated"] | None = None
-    # "uniform" / "gated": the AU field minus its (gate-weighted) fit by the pose field's grid (needs
-    # pose_field_grid > 0; see TCAESpec.au_field_residual). None keeps the preset's value ("none", the paper).
-    au_field_residual: Literal["none", "uniform", "gated"] | None = None
-    # Pose mask pooled to an N x N grid (0: dense, as the paper; see TCAESpec.pose_mask_grid).
-    pose_mask_grid: Annotated[int | None, NON_NEGATIVE] = None
-    # D_A also sees the source's pose embedding psi_s (see TCAESpec.au_decoder_sees_pose; False: the paper).
-    au_decoder_sees_pose: bool | None = None
-    # "field" (the paper), "rigid": the pose field is a rigid 3D motion of a mean face depth surface, or
-    # "head": the same for a head placed from psi_t over a background with its own motion (see
-    # TCAESpec.pose_decoder; both need field_mix=au_gate).
-    pose_decoder: Literal["field", "rigid", "head"] | None = None
-    # With pose_decoder "head": the head's support is the ellipse ("ellipse") or a shape learnt in the head's
-    # coordinates that can take in the hair ("learned"; see TCAESpec.head_support).
-    head_support: Literal["ellipse", "learned"] | None = None
-    # With pose_decoder "head": the head's half-axes placed from psi_t ("free") or from psi_s times the head
-    # motion's scale ("rigid": the outline cannot follow a jaw drop; see TCAESpec.head_outline).
-    head_outline: Literal["free", "rigid"] | None = None
+    # How tau combines the two fields: "softmax" (eq. 3) or "au_gate" (tau_P + sigmoid(m_A) tau_A; see
+    # TCAESpec.field_mix). None keeps the preset's value.
+    field_mix: Literal["softmax", "au_gate"] | None = None
+    # "field" (the paper) or "head": the pose field is a rigid 3D motion of a head placed from psi_t over a
+    # background with its own motion (see TCAESpec.pose_decoder; needs field_mix=au_gate).
+    pose_decoder: Literal["field", "head"] | None = None
     # With pose_decoder "head": the AU gate times the head's support, so no AU motion off the head (see
     # TCAESpec.au_within_head; False: the gate alone).
     au_within_head: bool | None = None
-    # With au_within_head: False detaches the head's support in the AU gate, so the AU term does not move
-    # the head's placement (see TCAESpec.au_moves_head; True by default).
-    au_moves_head: bool | None = None
 
     def spec(self) -> TCAESpec:
-        overrides = {
-            k: v
-            for k, v in (
-                ("input_size", self.input_size),
-                ("filters", self.filters),
-                ("embedding_size", self.embedding_size),
-                ("branch_layers", self.branch_layers),
-                ("pose_field_grid", self.pose_field_grid),
-                ("field_mix", self.field_mix),
-                ("au_field_residual", self.au_field_residual),
-                ("pose_mask_grid", self.pose_mask_grid),
-                ("au_decoder_sees_pose", self.au_decoder_sees_pose),
-                ("pose_decoder", self.pose_decoder),
-                ("head_support", self.head_support),
-                ("head_outline", self.head_outline),
-                ("au_within_head", self.au_within_head),
-                ("au_moves_head", self.au_moves_head),
-            )
-            if v is not None
-        }
+        """The preset's spec with the fields set here replaced."""
+        names = [f.name for f in fields(self) if f.name != "preset"]
+        overrides = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return tcae_spec(self.preset, **overrides)
 
 
@@ -142,10 +101,6 @@ class CurriculumConfig:
     # paper). Without it the AU branch of the lite model never started on faces that move little
     # (benchmarks/results/tcae.md).
     mine_factor: Annotated[int, POSITIVE] = 1
-    # What "most different" means: "frames" (the thumbnails' mean absolute difference) or "landmarks" (the
-    # landmark motion left after the best affine fit: the face changing shape rather than the head moving;
-    # needs a prepared cache's landmark columns).
-    mine_score: Literal["frames", "landmarks"] = "frames"
 
     def curriculum(self) -> PairCurriculum:
         return PairCurriculum(
@@ -178,21 +133,6 @@ class TCAELossConfig:
     # With it from step 0 Adam keeps the AU decoder at zero while the pose decoder learns every warp
     # (facskit.tcae.losses.LossWeights.with_twin_scale).
     sparsity_with_twins: bool = False
-    # Start the pose decoder later than the AU decoder: its fields (tau_P, tau_-P) are multiplied by 0 for
-    # the first pose_start_step optimiser steps (exactly zero, no gradient into the pose decoder or the
-    # pose branch of the encoder), then by a factor ramping linearly to 1 over pose_ramp_steps (0 and 0:
-    # from step 0, as the paper). Why: whichever decoder learns the warps first keeps them, and in the lite
-    # runs the pose decoder did, leaving the AU branch unused (benchmarks/results/tcae.md); with the pose
-    # branch off, the AU branch has to start carrying the motion. Keep pose_start_step <= twin_start_step:
-    # with the twin terms on and tau_P = 0 the pose embedding term pulls psi_s towards psi_t.
-    pose_start_step: Annotated[int, NON_NEGATIVE] = 0
-    pose_ramp_steps: Annotated[int, NON_NEGATIVE] = 0
-    # The same for the AU decoder (tau_A, tau_-A): the pose decoder first, so that the global head motion
-    # is taken by the (smooth) pose field before the AU field can start carrying it (0 and 0: from step 0).
-    # Keep au_start_step <= twin_start_step too: with the twin terms on and tau_A = 0 the AU-embedding term
-    # pulls phi_s towards phi_t.
-    au_start_step: Annotated[int, NON_NEGATIVE] = 0
-    au_ramp_steps: Annotated[int, NON_NEGATIVE] = 0
     # The gate weight (loss.gate) is 0 for the first gate_start_step optimiser steps, then ramps linearly to
     # its value over gate_ramp_steps (0 and 0: from step 0). Why: a gate penalty from the start shut most
     # of the AU field before the AU embedding had formed, and the AU code was lost
@@ -219,8 +159,6 @@ class TCAETrainConfig:
     device: str = "auto"
     # Stop after this many optimiser steps in total (smoke tests); None: all epochs.
     max_steps: Annotated[int | None, POSITIVE] = None
-    # Clip the global gradient norm (0: off); keeps early large warps from blowing up the decoders.
-    grad_clip: Annotated[float, NON_NEGATIVE] = 0.0
 
 
 @dataclass
@@ -246,8 +184,8 @@ class TCAEConfig:
 
 
 def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
-    """A :class:`TCAEConfig` from a nested mapping; strict about keys and types."""
-    config = _build(TCAEConfig, data, "")  # every field's type and Range
+    """A :class:`TCAEConfig` from a nested mapping; strict about keys, types and ranges."""
+    config = build_config(TCAEConfig, data)
     for key in ("start_window", "end_window"):
         window = getattr(config.curriculum, key)
         if len(window) != 2:
@@ -260,48 +198,53 @@ def tcae_config_from_dict(data: dict[str, Any]) -> TCAEConfig:
     return config
 
 
+# Config keys of options measured and removed, each with the values at which it changed nothing (the model
+# options are TCAESpec's, None meaning "the preset's value").
+REMOVED_CONFIG_KEYS: dict[str, tuple[Any, ...]] = {
+    **{f"model.{key}": (None, *neutral) for key, neutral in REMOVED_OPTIONS.items()},
+    "curriculum.mine_score": ("frames",),
+    "loss.pose_start_step": (0,),
+    "loss.pose_ramp_steps": (0,),
+    "loss.au_start_step": (0,),
+    "loss.au_ramp_steps": (0,),
+    "train.grad_clip": (0, 0.0),
+}
+
+
+def stored_tcae_config(data: dict[str, Any]) -> TCAEConfig:
+    """The config stored in a run's checkpoint. Keys of removed options at their no-op values are dropped, so
+    a run written before their removal resumes; any other value is a :class:`ConfigError` naming it."""
+    sections = {name: dict(value) if isinstance(value, dict) else value for name, value in data.items()}
+    for dotted, neutral in REMOVED_CONFIG_KEYS.items():
+        section, key = dotted.split(".")
+        values = sections.get(section)
+        if isinstance(values, dict) and key in values:
+            value = values.pop(key)
+            if value not in neutral:
+                raise ConfigError(str(RemovedOptionError(dotted, value)))
+    return tcae_config_from_dict(sections)
+
+
 def tcae_config_to_dict(config: TCAEConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    return config_loader.config_to_dict(config)
 
 
 def apply_tcae_overrides(config: TCAEConfig, overrides: typing.Iterable[str]) -> TCAEConfig:
     """A new config with dotted ``key=value`` overrides (``train.epochs=3``), values parsed as YAML."""
-    data = tcae_config_to_dict(config)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value (e.g. train.epochs=3)")
-        parts = key.split(".")
-        node: Any = data
-        cls: Any = TCAEConfig
-        for depth, part in enumerate(parts):
-            fields = _fields(cls)
-            if part not in fields:
-                where = ".".join(parts[:depth]) or "the config"
-                raise ConfigError(
-                    f"unknown config key {'.'.join(parts[: depth + 1])!r}; valid keys in {where}: "
-                    f"{', '.join(fields)}"
-                )
-            is_section = dataclasses.is_dataclass(fields[part])
-            if depth == len(parts) - 1:
-                if is_section:
-                    raise ConfigError(f"config key {key!r} is a section; set one of its keys")
-                node[part] = _parse_value(text)
-            elif not is_section:
-                raise ConfigError(f"config key {'.'.join(parts[: depth + 1])!r} is not a section")
-            else:
-                node, cls = node[part], fields[part]
-    return tcae_config_from_dict(data)
+    return config_loader.apply_overrides(config, overrides, tcae_config_from_dict)
+
+
+def tcae_presets() -> list[str]:
+    """The presets of TCAE pretraining: ``trainer: tcae``."""
+    return config_loader.list_presets(TRAINER)
 
 
 def load_tcae_config(name_or_path: str | Path, overrides: typing.Iterable[str] = ()) -> TCAEConfig:
-    """A preset name (one of :func:`facskit.config.tcae_presets`) or a YAML path, with ``key=value``
-    overrides applied."""
-    config = read_config_source(name_or_path, tcae_presets(), tcae_config_from_dict)
+    """A preset name (one of :func:`tcae_presets`) or a YAML path, with ``key=value`` overrides applied."""
+    config = config_loader.read_config(name_or_path, TRAINER, tcae_config_from_dict)
     return apply_tcae_overrides(config, overrides)
 
 
 def save_tcae_config(config: TCAEConfig, path: str | Path) -> None:
     """Write the resolved config (every key, defaults included) as YAML."""
-    Path(path).write_text(yaml.safe_dump(tcae_config_to_dict(config), sort_keys=False))
+    config_loader.save_config(config, path)

@@ -17,15 +17,10 @@ Checkpoints are plain data + tensors, readable with ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +28,28 @@ import torch
 
 from facskit.device import resolve_device
 from facskit.errors import CheckpointError, UsageError
-from facskit.models.tcae import TCAE, TCAESpec
+from facskit.models.tcae import TCAE, RemovedOptionError, TCAESpec
 from facskit.tcae.config import (
     TCAEConfig,
     apply_tcae_overrides,
     save_tcae_config,
-    tcae_config_from_dict,
+    stored_tcae_config,
     tcae_config_to_dict,
 )
-from facskit.tcae.losses import LOSS_TERMS, reduce_terms, tcae_loss_terms, twin_ramp
+from facskit.tcae.losses import LOSS_TERMS, LossWeights, reduce_terms, tcae_loss_terms, twin_ramp
 from facskit.tcae.pairs import (
     CachePairDataset,
     FrameDifference,
-    LandmarkResidual,
+    PairCurriculum,
     PairSampler,
     VideoPairStream,
     default_aligner,
     tracks_from_index,
 )
-from facskit.train.dist import all_reduce_sum, barrier, cleanup, init_distributed
+from facskit.train import dist
+from facskit.train.checkpointing import rng_state, save_atomically, set_rng_state
+from facskit.train.optim import autocast_context, make_optimizer
+from facskit.train.runlog import Progress
 
 __all__ = ["RUN_FORMAT", "checkpoint_path", "load_tcae", "pretrain_tcae"]
 
@@ -61,19 +59,6 @@ LAST = "last.ckpt"
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def _atomic_save(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (temporary file + ``os.replace``): an interrupted save keeps the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -110,9 +95,11 @@ def load_tcae(
     path = checkpoint_path(run, epoch)
     data = _read(path)
     try:
-        spec = TCAESpec(**data["spec"])
+        spec = TCAESpec.from_dict(data["spec"])
         with torch.device("meta"):  # shapes only: a hostile spec must not allocate before it is checked
             shell = TCAE(spec)
+    except RemovedOptionError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: invalid TCAE spec ({str(error).strip()[:160]})") from None
     elements = sum(t.numel() for t in shell.state_dict().values())
@@ -138,49 +125,6 @@ def load_tcae(
 # ---------------------------------------------------------------------------------------------- the loop
 
 
-@dataclass
-class _Progress:
-    """Pairs/s and ETA over the whole run (steps done in this process only, so a resume is not skewed)."""
-
-    total_steps: int
-    pairs_per_step: int
-    started: float = 0.0
-    steps: int = 0
-
-    def line(self, epoch: int, epochs: int, step: int, logged: dict[str, float]) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        rate = self.steps * self.pairs_per_step / elapsed
-        left = max(self.total_steps - step, 0) * self.pairs_per_step / max(rate, 1e-9)
-        eta = (
-            f"{int(left // 3600)}h{int(left % 3600 // 60):02d}m"
-            if left >= 3600
-            else f"{int(left // 60)}m{int(left % 60):02d}s"
-        )
-        terms = " ".join(f"{k} {v:.4f}" for k, v in logged.items())
-        where = f"epoch {epoch + 1}/{epochs} step {step}/{self.total_steps}"
-        return f"{where} | {rate:.1f} pairs/s | ETA {eta} | {terms}"
-
-
-def _amp_context(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradScaler | None]:
-    """bf16 autocast where the GPU has it, else fp16 with a gradient scaler; nothing on CPU."""
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext, None
-    if torch.cuda.is_bf16_supported():
-        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
-    return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
-
-
-def _optimizer(config: TCAEConfig, params) -> torch.optim.Optimizer:
-    o = config.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
 def _is_cache(path: Path) -> bool:
     return (path / "meta.json").is_file() and (path / "index.parquet").is_file()
 
@@ -197,6 +141,304 @@ def _prefetch(iterator: Iterator[Any]) -> Iterator[Any]:
                 return
             future = pool.submit(next, iterator, None)
             yield item
+
+
+@dataclass
+class _Position:
+    """Where the run is: the epoch, the next batch of it (a video for raw videos), the optimiser steps done,
+    and the summaries of the finished epochs."""
+
+    epoch: int = 0
+    next_batch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """Everything one pretraining run holds between its steps."""
+
+    config: TCAEConfig
+    out: Path
+    source: Path
+    info: dist.DistInfo
+    device: torch.device
+    model: TCAE
+    net: torch.nn.Module  # the model, DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    autocast: Any
+    scaler: torch.amp.GradScaler
+    curriculum: PairCurriculum
+    weights: LossWeights
+    progress: Progress
+    position: _Position
+
+    @property
+    def per_rank(self) -> int:
+        return self.config.train.batch_size // self.info.world_size
+
+    def state(self, epoch: int, next_batch: int) -> dict[str, Any]:
+        """The checkpoint: weights, optimiser, scaler, RNG and where to continue (epoch, next batch)."""
+        import facskit
+
+        return {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "facskit_version": facskit.__version__,
+            "spec": self.model.spec.to_dict(),
+            "config": tcae_config_to_dict(self.config),
+            "source": str(self.source),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": rng_state(),
+            "epoch": epoch,
+            "next_batch": next_batch,
+            "step": self.position.step,
+            "history": self.position.history,
+        }
+
+    def save(self, epoch: int, next_batch: int, name: str = LAST, weights_only: bool = False) -> None:
+        if self.info.is_main:
+            state = self.state(epoch, next_batch)
+            if weights_only:
+                state = {k: v for k, v in state.items() if k not in ("optimizer", "scaler")}
+            save_atomically(self.out / name, state)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """One line of ``metrics.jsonl`` (rank 0 only)."""
+        if self.info.is_main:
+            with open(self.out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+
+@dataclass
+class _Pairs:
+    """Where each epoch's pairs come from: a prepared cache (resumable at any batch) or raw videos."""
+
+    steps_per_epoch: int  # 0 for raw videos: unknown until their first epoch has been read
+    images: CachePairDataset | None = None
+    sampler: PairSampler | None = None
+    videos: list[Path] = field(default_factory=list)
+    video_crop: str = "track"
+
+    @property
+    def is_cache(self) -> bool:
+        return self.sampler is not None
+
+    def batches(self, run: _Run, epoch: int, first: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(position, source (B, 3, S, S), target)`` from batch (or video) ``first`` of ``epoch``."""
+        if self.sampler is not None and self.images is not None:
+            images = self.images
+            return (
+                (first + k, *images.batch(pairs))
+                for k, pairs in enumerate(self.sampler.batches(epoch, run.per_rank, first))
+            )
+        config = run.config
+        stream = VideoPairStream(
+            self.videos,
+            lambda: default_aligner(
+                size=256,
+                every=config.data.detect_every,
+                crop=self.video_crop,
+                max_drift=config.data.max_drift,
+            ),
+            run.model.spec.input_size,
+            run.per_rank,
+            run.curriculum,
+            epoch,
+            config.train.seed,
+            config.data.pairs_per_frame,
+            run.info.rank,
+            run.info.world_size,
+            run.curriculum.mine_factor,
+        )
+        return stream.batches(start_video=first)
+
+
+def _config_to_run(
+    config: TCAEConfig, out: Path, overrides: list[str] | None
+) -> tuple[TCAEConfig, dict | None]:
+    """The config a run in ``out`` trains with and its ``last.ckpt`` if there is one to resume: on resume
+    the checkpoint's config with ``overrides`` re-applied (e.g. ``train.epochs=30`` to extend); changing
+    ``model.*`` is refused."""
+    if not (out / LAST).is_file():
+        return config, None
+    resume = _read(out / LAST)
+    stored = stored_tcae_config(resume["config"])
+    new = apply_tcae_overrides(stored, overrides or [])
+    if new.model != stored.model:
+        raise UsageError(f"{out} was trained with model {stored.model}; a resumed run cannot change it")
+    return new, resume
+
+
+def _start_run(config: TCAEConfig, out: Path, source: Path, resume: dict | None, quiet: bool) -> _Run:
+    """Device and ranks, the seeded model, its optimiser and precision, restored from ``resume`` if given."""
+    device = resolve_device(config.train.device, "train.device")
+    info = dist.init_distributed(device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if config.train.batch_size % info.world_size:
+        raise UsageError(
+            f"train.batch_size={config.train.batch_size} is not divisible by {info.world_size} ranks"
+        )
+    torch.manual_seed(config.train.seed)
+    model = TCAE(config.model.spec()).to(device)
+    optimizer = make_optimizer(model.parameters(), config.optim)
+    autocast, scaler = autocast_context(device, config.train.amp)
+    progress = Progress(info.is_main and not quiet, command="facskit pretrain-tcae", unit="pairs")
+    position = _Position()
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scaler.is_enabled() and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        set_rng_state(resume["rng"])
+        position = _Position(
+            resume["epoch"], resume["next_batch"], resume["step"], list(resume.get("history", []))
+        )
+        where = f"epoch {position.epoch + 1}, batch {position.next_batch} (step {position.step})"
+        progress.note(f"resuming {out} at {where}")
+    net: torch.nn.Module = model
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return _Run(
+        config=config,
+        out=out,
+        source=source,
+        info=info,
+        device=device,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        autocast=autocast,
+        scaler=scaler,
+        curriculum=config.curriculum.curriculum(),
+        weights=config.loss.weights(),
+        progress=progress,
+        position=position,
+    )
+
+
+def _open_pairs(run: _Run, cache: Any, source: Path) -> _Pairs:
+    """The pair source of a prepared cache (opened here unless given) or of a video file / folder."""
+    config, curriculum = run.config, run.curriculum
+    if cache is None and not (source.is_dir() and _is_cache(source)):
+        from facskit.io import iter_media
+
+        videos = [m.path for m in iter_media([source])]
+        pairs = _Pairs(steps_per_epoch=0, videos=videos, video_crop=config.data.crop or "track")
+        run.progress.note(
+            f"{source}: {len(videos)} videos, pairs from tracked faces, crop {pairs.video_crop}"
+        )
+        return pairs
+    if cache is None:
+        from facskit.data.cache import PreparedCache
+
+        cache = PreparedCache(source)
+    cache_crop = getattr(cache, "meta", {}).get("align", {}).get("crop", "aligned")
+    if config.data.crop is not None and config.data.crop != cache_crop:
+        raise UsageError(
+            f"data.crop={config.data.crop} but {source} was prepared with --crop {cache_crop}; prepare "
+            f"it again with --crop {config.data.crop} into another folder, or drop data.crop"
+        )
+    tracks = tracks_from_index(cache.index)
+    images = CachePairDataset(cache, run.model.spec.input_size, preload=config.data.preload)
+    difference = FrameDifference.of(images) if curriculum.mine_factor > 1 else None
+    info = run.info
+    seed = config.train.seed
+    sampler = PairSampler(
+        tracks, config.data.pairs_per_epoch, curriculum, seed, info.rank, info.world_size, difference
+    )
+    steps_per_epoch = sampler.batches_per_epoch(run.per_rank)
+    if steps_per_epoch == 0:
+        raise UsageError("data.pairs_per_epoch is smaller than one global batch")
+    run.progress.note(
+        f"{source}: {len(cache)} frames in {len(tracks)} tracks; {steps_per_epoch} steps per epoch"
+    )
+    return _Pairs(steps_per_epoch, images=images, sampler=sampler)
+
+
+def _step_weights(config: TCAEConfig, weights: LossWeights, step: int) -> LossWeights:
+    """The eq. 7 weights at ``step``: the twin terms (and the AU-field L1 with them, if held) ramped in
+    from loss.twin_start_step, the gate L1 from loss.gate_start_step (facskit.tcae.losses.twin_ramp)."""
+    loss = config.loss
+    twin = twin_ramp(step, loss.twin_start_step, loss.twin_ramp_steps)
+    gate = twin_ramp(step, loss.gate_start_step, loss.gate_ramp_steps)
+    scaled = weights.with_twin_scale(twin, loss.sparsity_with_twins)
+    return replace(scaled, gate=scaled.gate * gate)
+
+
+def _train_step(
+    run: _Run, source: torch.Tensor, target: torch.Tensor, window: tuple[float, float]
+) -> dict[str, float]:
+    """One optimiser step on a batch of pairs; the loss terms it logged."""
+    source = source.to(run.device, non_blocking=True)
+    target = target.to(run.device, non_blocking=True)
+    with run.autocast():
+        out = run.net(source, target)
+    terms = tcae_loss_terms(out, source, target)  # fp32 losses
+    loss, logged = reduce_terms(terms, _step_weights(run.config, run.weights, run.position.step), window)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.position.step += 1
+    run.progress.advance()
+    return {k: float(v) for k, v in logged.items()}
+
+
+def _train_epoch(run: _Run, pairs: _Pairs, epoch: int, first: int) -> tuple[dict[str, float], int, int, bool]:
+    """The steps of ``epoch`` from batch ``first``: the summed loss terms, the steps taken, the position to
+    resume at, and whether train.max_steps stopped it."""
+    config, position = run.config, run.position
+    window = run.curriculum.window(epoch)
+    sums = {name: 0.0 for name in (*LOSS_TERMS, "total")}
+    count, next_position = 0, first
+    run.model.train()
+    for where, source, target in _prefetch(pairs.batches(run, epoch, first)):
+        values = _train_step(run, source, target, window)
+        for k, v in values.items():
+            sums[k] += v
+        count += 1
+        # raw videos: the resume unit is the video, so "next" is the current video again
+        next_position = where + 1 if pairs.is_cache else where
+        if config.run.log_every_steps and position.step % config.run.log_every_steps == 0:
+            run.progress.report(epoch, config.train.epochs, position.step, run.progress.total_steps, values)
+            run.record(
+                {"epoch": epoch, "step": position.step, "max_gap": run.curriculum.max_gap(epoch), **values}
+            )
+        every = config.run.checkpoint_every_steps
+        if every and position.step % every == 0:
+            run.save(epoch, next_position)
+        if config.train.max_steps is not None and position.step >= config.train.max_steps:
+            return sums, count, next_position, True
+    return sums, count, next_position, False
+
+
+def _epoch_summary(run: _Run, epoch: int, sums: dict[str, float], count: int) -> dict[str, Any]:
+    """Mean loss terms of the epoch over every rank, with its curriculum."""
+    totals = dist.all_reduce_sum(run.info, [sums[k] for k in sums] + [count], run.device)
+    n = max(totals[-1], 1)
+    summary: dict[str, Any] = {
+        "epoch": epoch,
+        "step": run.position.step,
+        "max_gap": run.curriculum.max_gap(epoch),
+        "window": list(run.curriculum.window(epoch)),
+    }
+    summary.update({f"mean_{k}": totals[i] / n for i, k in enumerate(sums)})
+    return summary
+
+
+def _total_steps(config: TCAEConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps the run will take (0: unknown, raw videos before their first epoch)."""
+    total = steps_per_epoch * config.train.epochs if steps_per_epoch else 0
+    if config.train.max_steps is not None:
+        total = min(total, config.train.max_steps) if total else config.train.max_steps
+    return total
 
 
 def pretrain_tcae(
@@ -219,248 +461,37 @@ def pretrain_tcae(
     source = Path(source) if cache is None else Path(getattr(source, "path", "<in-memory cache>"))
     if cache is None and not source.exists():
         raise UsageError(f"{source}: no such file or folder")
-    resume: dict[str, Any] | None = None
-    if (out / LAST).is_file():
-        resume = _read(out / LAST)
-        stored = tcae_config_from_dict(resume["config"])
-        new = apply_tcae_overrides(stored, overrides or [])
-        if new.model != stored.model:
-            raise UsageError(f"{out} was trained with model {stored.model}; a resumed run cannot change it")
-        config = new
-
-    device = resolve_device(config.train.device, "train.device")
-    dist = init_distributed(device)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    if config.train.batch_size % dist.world_size:
-        raise UsageError(
-            f"train.batch_size={config.train.batch_size} is not divisible by {dist.world_size} ranks"
-        )
-    per_rank = config.train.batch_size // dist.world_size
-    log = (lambda text: None) if (quiet or not dist.is_main) else (lambda text: print(text, file=sys.stderr))
-
-    torch.manual_seed(config.train.seed)
-    spec = config.model.spec()
-    model = TCAE(spec).to(device)
-    optimizer = _optimizer(config, model.parameters())
-    autocast, scaler = _amp_context(device, config.train.amp)
-    curriculum = config.curriculum.curriculum()
-    weights = config.loss.weights()
-
-    start_epoch, start_batch, step = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    if resume is not None:
-        model.load_state_dict(resume["state_dict"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if scaler is not None and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        start_epoch, start_batch, step = resume["epoch"], resume["next_batch"], resume["step"]
-        history = list(resume.get("history", []))
-        log(f"resuming {out} at epoch {start_epoch + 1}, batch {start_batch} (step {step})")
-    net: torch.nn.Module = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    # --- data
-    is_cache = cache is not None or (source.is_dir() and _is_cache(source))
-    if is_cache:
-        if cache is None:
-            from facskit.data.cache import PreparedCache
-
-            cache = PreparedCache(source)
-        cache_crop = getattr(cache, "meta", {}).get("align", {}).get("crop", "aligned")
-        if config.data.crop is not None and config.data.crop != cache_crop:
-            raise UsageError(
-                f"data.crop={config.data.crop} but {source} was prepared with --crop {cache_crop}; prepare "
-                f"it again with --crop {config.data.crop} into another folder, or drop data.crop"
-            )
-        tracks = tracks_from_index(cache.index)
-        images = CachePairDataset(cache, spec.input_size, preload=config.data.preload)
-        difference = None
-        if curriculum.mine_factor > 1 and config.curriculum.mine_score == "landmarks":
-            try:
-                difference = LandmarkResidual.of_index(cache.index)
-            except ValueError as error:
-                raise UsageError(f"curriculum.mine_score=landmarks: {error}") from None
-        elif curriculum.mine_factor > 1:
-            difference = FrameDifference.of(images)
-        sampler = PairSampler(
-            tracks,
-            config.data.pairs_per_epoch,
-            curriculum,
-            config.train.seed,
-            dist.rank,
-            dist.world_size,
-            difference,
-        )
-        steps_per_epoch = sampler.batches_per_epoch(per_rank)
-        if steps_per_epoch == 0:
-            raise UsageError("data.pairs_per_epoch is smaller than one global batch")
-        log(f"{source}: {len(cache)} frames in {len(tracks)} tracks; {steps_per_epoch} steps per epoch")
-    else:
-        from facskit.io import iter_media
-
-        if curriculum.mine_factor > 1 and config.curriculum.mine_score == "landmarks":
-            raise UsageError(
-                "curriculum.mine_score=landmarks needs a prepared cache's landmark columns; raw videos are "
-                "mined by frame difference (mine_score=frames), or prepare them first (facskit prepare)"
-            )
-        videos = [m.path for m in iter_media([source])]
-        steps_per_epoch = 0  # unknown until the first epoch has been read
-        video_crop = config.data.crop or "track"
-        log(f"{source}: {len(videos)} videos, pairs from tracked faces, crop {video_crop}")
-    total_steps = steps_per_epoch * config.train.epochs if steps_per_epoch else 0
-    if config.train.max_steps is not None:
-        total_steps = min(total_steps, config.train.max_steps) if total_steps else config.train.max_steps
-
-    if dist.is_main:
+    config, resume = _config_to_run(config, out, overrides)
+    run = _start_run(config, out, source, resume, quiet)
+    pairs = _open_pairs(run, cache, source)
+    position = run.position
+    run.progress.start(_total_steps(config, pairs.steps_per_epoch), position.step, config.train.batch_size)
+    if run.info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_tcae_config(config, out / "config.yaml")
-
-    def state(epoch: int, next_batch: int) -> dict[str, Any]:
-        import facskit
-
-        return {
-            "format": RUN_FORMAT,
-            "format_version": RUN_FORMAT_VERSION,
-            "facskit_version": facskit.__version__,
-            "spec": spec.to_dict(),
-            "config": tcae_config_to_dict(config),
-            "source": str(source),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": {"torch": torch.get_rng_state()},
-            "epoch": epoch,
-            "next_batch": next_batch,
-            "step": step,
-            "history": history,
-        }
-
-    def record(entry: dict[str, Any]) -> None:
-        if dist.is_main:
-            with open(out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-
-    progress = _Progress(
-        total_steps=total_steps, pairs_per_step=config.train.batch_size, started=time.perf_counter()
-    )
-    stop = False
     try:
-        for epoch in range(start_epoch, config.train.epochs):
-            window = curriculum.window(epoch)
-            first = start_batch if epoch == start_epoch else 0
-            if is_cache:
-                batches: Iterator[tuple[int, torch.Tensor, torch.Tensor]] = (
-                    (first + k, *images.batch(pairs))
-                    for k, pairs in enumerate(sampler.batches(epoch, per_rank, first))
-                )
-            else:
-                stream = VideoPairStream(
-                    videos,
-                    lambda: default_aligner(
-                        size=256,
-                        every=config.data.detect_every,
-                        crop=video_crop,
-                        max_drift=config.data.max_drift,
-                    ),
-                    spec.input_size,
-                    per_rank,
-                    curriculum,
-                    epoch,
-                    config.train.seed,
-                    config.data.pairs_per_frame,
-                    dist.rank,
-                    dist.world_size,
-                    curriculum.mine_factor,
-                )
-                batches = stream.batches(start_video=first)
-            sums = {name: 0.0 for name in (*LOSS_TERMS, "total")}
-            count = 0
-            model.train()
-            for position, source_batch, target_batch in _prefetch(batches):
-                source_batch = source_batch.to(device, non_blocking=True)
-                target_batch = target_batch.to(device, non_blocking=True)
-                # the pose decoder's share: 0 before loss.pose_start_step, then ramped to 1 (same schedule
-                # shape as the twin terms; 1 throughout by default)
-                pose_scale = twin_ramp(step, config.loss.pose_start_step, config.loss.pose_ramp_steps)
-                au_scale = twin_ramp(step, config.loss.au_start_step, config.loss.au_ramp_steps)  # likewise
-                with autocast():
-                    out_batch = net(source_batch, target_batch, pose_scale=pose_scale, au_scale=au_scale)
-                terms = tcae_loss_terms(out_batch, source_batch, target_batch)  # fp32 losses
-                twin = twin_ramp(step, config.loss.twin_start_step, config.loss.twin_ramp_steps)
-                gate = twin_ramp(step, config.loss.gate_start_step, config.loss.gate_ramp_steps)
-                step_weights = weights.with_twin_scale(twin, config.loss.sparsity_with_twins)
-                loss, logged = reduce_terms(
-                    terms, replace(step_weights, gate=step_weights.gate * gate), window
-                )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if config.train.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                step += 1
-                progress.steps += 1
-                values = {k: float(v) for k, v in logged.items()}
-                for k, v in values.items():
-                    sums[k] += v
-                count += 1
-                # raw videos: the resume unit is the video, so "next" is the current video again
-                next_position = position + 1 if is_cache else position
-                every_log = config.run.log_every_steps
-                if every_log and step % every_log == 0:
-                    log(progress.line(epoch, config.train.epochs, step, values))
-                    record({"epoch": epoch, "step": step, "max_gap": curriculum.max_gap(epoch), **values})
-                every_ckpt = config.run.checkpoint_every_steps
-                if every_ckpt and step % every_ckpt == 0 and dist.is_main:
-                    _atomic_save(out / LAST, state(epoch, next_position))
-                if config.train.max_steps is not None and step >= config.train.max_steps:
-                    stop = True
-                    break
-            totals = all_reduce_sum(dist, [sums[k] for k in sums] + [count], device)
-            n = max(totals[-1], 1)
-            summary = {
-                "epoch": epoch,
-                "step": step,
-                "max_gap": curriculum.max_gap(epoch),
-                "window": list(window),
-            }
-            summary.update({f"mean_{k}": totals[i] / n for i, k in enumerate(sums)})
-            if stop:
-                if dist.is_main:
-                    _atomic_save(out / LAST, state(epoch, next_position if count else first))
-                record({**summary, "stopped": "max_steps"})
+        for epoch in range(position.epoch, config.train.epochs):
+            first = position.next_batch if epoch == position.epoch else 0
+            sums, count, next_position, stopped = _train_epoch(run, pairs, epoch, first)
+            summary = _epoch_summary(run, epoch, sums, count)
+            if stopped:
+                run.save(epoch, next_position if count else first)
+                run.record({**summary, "stopped": "max_steps"})
                 break
-            history.append(summary)
-            record(summary)
-            if not steps_per_epoch and epoch == start_epoch and count:
-                progress.total_steps = step + count * (config.train.epochs - epoch - 1)  # video ETA
-            if dist.is_main:
-                _atomic_save(out / LAST, state(epoch + 1, 0))
-                weights_only = {
-                    k: v for k, v in state(epoch + 1, 0).items() if k not in ("optimizer", "scaler")
-                }
-                _atomic_save(out / f"epoch-{epoch + 1:03d}.ckpt", weights_only)
-            log(
-                f"epoch {epoch + 1}/{config.train.epochs} done: max gap {curriculum.max_gap(epoch)}, "
+            position.history.append(summary)
+            run.record(summary)
+            if not pairs.steps_per_epoch and epoch == position.epoch and count:  # raw videos: now known
+                run.progress.total_steps = position.step + count * (config.train.epochs - epoch - 1)
+            run.save(epoch + 1, 0)
+            run.save(epoch + 1, 0, name=f"epoch-{epoch + 1:03d}.ckpt", weights_only=True)
+            run.progress.note(
+                f"epoch {epoch + 1}/{config.train.epochs} done: max gap {run.curriculum.max_gap(epoch)}, "
                 + " ".join(f"{k} {summary[f'mean_{k}']:.4f}" for k in sums)
             )
-        barrier(dist)
+        dist.barrier(run.info)
     finally:
-        cleanup(dist)
+        dist.cleanup(run.info)
+    history = position.history
     if not math.isfinite(history[-1]["mean_total"] if history else 0.0):
         raise UsageError("training diverged (loss is not finite); lower optim.lr")
     return out / LAST

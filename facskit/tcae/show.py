@@ -128,9 +128,9 @@ def pair_grid(
     s = image_to_tensor(source, size)[None].to(device)  # (1, 3, S, S)
     t = image_to_tensor(target, size)[None].to(device)
     out = model(s, t)
-    # with a sigmoid AU gate (field_mix "au_gate" / "gated") the AU motion that moves the face in tau is
+    # with the sigmoid AU gate (field_mix "au_gate") the AU motion that moves the face in tau is
     # alpha_A tau_A; tau_A where the gate is shut does nothing, so the panel shows the gated field
-    gated = model.spec.field_mix in ("au_gate", "gated")
+    gated = model.spec.field_mix == "au_gate"
     au_name = "gated AU" if gated else "AU"
     named = share_fields(out)
     au_field, pose_field = (named[name][0].float().cpu().numpy() for name in (au_name, "pose"))
