@@ -11,8 +11,6 @@ run (epoch, step within the epoch, global step, running loss). Writes are atomic
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from torch import nn
 
 from facskit.config import Config, config_from_dict, config_to_dict
 from facskit.errors import CheckpointError
+from facskit.io.atomic import atomic_write
 from facskit.models.checkpoint import check_finite, read_torch_file, save_checkpoint
 
 __all__ = [
@@ -69,20 +68,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomically(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` into a temporary file beside ``path``, synced, then ``os.replace``: a kill during the
-    save leaves the previous checkpoint intact (for run states that are not an AU model checkpoint, such
-    as TCAE pretraining's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through :func:`facskit.io.atomic.atomic_write` (temporary file, fsync, ``os.replace``):
+    a kill during the save leaves the previous checkpoint intact. For run states that are not an AU model
+    checkpoint, such as TCAE pretraining's."""
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), durable=True, parents=True)
 
 
 def _scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
