@@ -35,7 +35,7 @@ lscpu | grep -E "Model name|^CPU\(s\)|Flags" > "$WORK/machine.txt" || true
 
 # 1. Data: synthetic DISFA layout (12 AUs, subject-exclusive folds over the subjects), then the cache.
 if [ ! -f "$WORK/cache/index.parquet" ]; then
-    facskit synth "$WORK/disfa-synth" --format disfa --subjects "$SUBJECTS" --frames "$FRAMES" --seed 0 \
+    facskit synth --out "$WORK/disfa-synth" --format disfa --subjects "$SUBJECTS" --frames "$FRAMES" --seed 0 \
         --activity "$ACTIVITY"
 fi
 facskit prepare disfa "$WORK/disfa-synth" --out "$WORK/cache" --workers "$WORKERS"

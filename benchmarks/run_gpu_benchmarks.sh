@@ -39,7 +39,7 @@ phase train-lite
 "${FACSKIT[@]}" train bmvc2018-lite --data "$WORK/cache" --out "$WORK/lite" train.device=cuda train.workers=8 \
     train.epochs=12 'schedule.milestones=[9]' --quiet > "$OUT/train_lite.log" 2>&1
 "${FACSKIT[@]}" evaluate "$WORK/lite/last.ckpt" --data "$WORK/cache" --device cuda \
-    --json "$WORK/lite_eval.json" >> "$OUT/train_lite.log" 2>&1
+    --out "$WORK/lite_eval.json" >> "$OUT/train_lite.log" 2>&1
 cat "$WORK/lite_eval.json" >> "$OUT/train_lite.log"
 cp "$WORK/lite/metrics.csv" "$OUT/lite_metrics.csv"
 phase done

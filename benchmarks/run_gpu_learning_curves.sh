@@ -21,7 +21,7 @@ run() {  # NAME CONFIG [overrides...]
     timeout "$LIMIT" "${FACSKIT[@]}" train "$config" --out "$WORK/$name" "${COMMON[@]}" "$@" --quiet \
         > "$WORK/$name.log" 2>&1
     "${FACSKIT[@]}" evaluate "$WORK/$name/last.ckpt" --data "$WORK/cache" --device cuda \
-        --json "$WORK/$name.eval.json" >> "$WORK/$name.log" 2>&1
+        --out "$WORK/$name.eval.json" >> "$WORK/$name.log" 2>&1
 }
 # SET=lite (default): the four lite networks; SET=paper: the paper-size Hourglass (lite preset's data and
 # schedule, 256-pixel input, 64x64 maps), bmvc2018-lite at twice the epochs, bmvc2018-lite at 12 epochs in fp32

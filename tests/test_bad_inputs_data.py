@@ -217,7 +217,7 @@ def test_synth_cli_refuses_bad_numbers_without_a_traceback(
     from facskit.cli import main
 
     with pytest.raises(SystemExit) as caught:
-        main(["synth", str(tmp_path / "out"), "--quiet", *option])
+        main(["synth", "--out", str(tmp_path / "out"), "--quiet", *option])
     err = capsys.readouterr().err
     assert caught.value.code == 2
     assert f"facskit synth: error: argument {option[0]}: " in err and "Traceback" not in err
@@ -226,7 +226,7 @@ def test_synth_cli_refuses_bad_numbers_without_a_traceback(
 
 def test_synth_cli_subprocess_exit_code_and_message(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "facskit", "synth", str(tmp_path / "out"), "--activity", "nan"],
+        [sys.executable, "-m", "facskit", "synth", "--out", str(tmp_path / "out"), "--activity", "nan"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -182,7 +182,7 @@ def test_cli_prints_one_line_for_a_hostile_checkpoint(tmp_path: Path, damage: st
         payload["spec"]["arch_args"]["width"] = 60000
     path = write(payload, tmp_path / f"{damage}.ckpt")
     result = subprocess.run(
-        [sys.executable, "-m", "facskit", "export", str(path), "--onnx", str(tmp_path / "x.onnx")],
+        [sys.executable, "-m", "facskit", "export", str(path), "--out", str(tmp_path / "x.onnx")],
         capture_output=True,
         text=True,
         timeout=300,

@@ -164,7 +164,7 @@ def test_cli_evaluate_writes_json_and_predictions(
     cache_dir: Path, run_dir: Path, tmp_path: Path, capsys
 ) -> None:
     out_json, out_preds = tmp_path / "m.json", tmp_path / "p.parquet"
-    argv = ["evaluate", str(run_dir), "--data", str(cache_dir), "--json", str(out_json)]
+    argv = ["evaluate", str(run_dir), "--data", str(cache_dir), "--out", str(out_json)]
     assert main([*argv, "--predictions", str(out_preds), "--threshold", "3"]) == 0
     assert "| Metric | AU06 | AU12 | AU17 | Mean |" in capsys.readouterr().out
     document = json.loads(out_json.read_text())
@@ -173,7 +173,7 @@ def test_cli_evaluate_writes_json_and_predictions(
     # A bare checkpoint outside its run still knows its fold from the config stored inside it.
     bare = tmp_path / "model.ckpt"
     shutil.copy(run_dir / "best.ckpt", bare)
-    assert main(["evaluate", str(bare), "--data", str(cache_dir), "--json", str(tmp_path / "b.json")]) == 0
+    assert main(["evaluate", str(bare), "--data", str(cache_dir), "--out", str(tmp_path / "b.json")]) == 0
     assert_metrics_close(json.loads((tmp_path / "b.json").read_text())["per_au"], document["per_au"])
 
 
@@ -241,8 +241,8 @@ def test_robustness_at_zero_noise_equals_evaluate(cache_dir: Path, run_dir: Path
 def test_compare_merges_runs_and_published(cache_dir: Path, run_dir: Path, tmp_path: Path, capsys) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b" / "metrics.json"
     b.parent.mkdir()
-    assert main(["evaluate", str(run_dir), "--data", str(cache_dir), "--json", str(a)]) == 0
-    assert main(["evaluate", str(run_dir), "--data", str(cache_dir), "--split", "all", "--json", str(b)]) == 0
+    assert main(["evaluate", str(run_dir), "--data", str(cache_dir), "--out", str(a)]) == 0
+    assert main(["evaluate", str(run_dir), "--data", str(cache_dir), "--split", "all", "--out", str(b)]) == 0
     capsys.readouterr()
     argv = [
         "compare",

@@ -13,14 +13,14 @@ LONDON="$REAL/webmorphR.stim"
 ls "$LONDON/london_neutral" | sed 's/_.*//' | sort | awk 'NR % 3 == 1' > london_heldout.txt
 
 # 1. Synthetic data: the parametric faces (all 17 AUs known) and real neutral faces animated with known AUs.
-facskit synth synth --format folder --subjects 30 --sequences 2 --frames 90 --seed 7 --activity 2.5 --quiet
+facskit synth --out synth --format folder --subjects 30 --sequences 2 --frames 90 --seed 7 --activity 2.5 --quiet
 facskit prepare folder synth --out synth_cache --workers 2 --landmarks detect --quiet
 mkdir -p textures
 for id in $(ls "$LONDON/london_neutral" | sed 's/_.*//' | sort | grep -vxFf london_heldout.txt | head -12); do
   ln -sf "$LONDON/london_neutral/${id}_03.jpg" "textures/london_${id}.jpg"
 done
 for f in $(ls "$LONDON/canada_neutral" | sort | head -12); do ln -sf "$LONDON/canada_neutral/$f" "textures/canada_$f"; done
-facskit synth tex_synth --format folder --subjects 24 --sequences 1 --frames 50 --seed 11 --activity 2.5 \
+facskit synth --out tex_synth --format folder --subjects 24 --sequences 1 --frames 50 --seed 11 --activity 2.5 \
   --textures textures --workers 2 --quiet
 facskit prepare folder tex_synth --out tex_cache --workers 2 --landmarks detect --quiet
 

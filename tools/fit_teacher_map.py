@@ -16,7 +16,7 @@ smiling face's narrowed eyes would read as a blink). The renders still measure t
 per AU, the agreement of the raw coefficient, of the chosen map and of a quantile match fitted on the
 renders themselves (their best case), with known intensities.
 
-    facskit synth tex --format folder --subjects 24 --frames 50 --seed 11 --activity 2.5 --textures T
+    facskit synth --out tex --format folder --subjects 24 --frames 50 --seed 11 --activity 2.5 --textures T
     facskit teach tex/media --out tex_teach        # any map; the raw coefficients are in the cache
     facskit teach NEUTRAL_PHOTOS --out neutral_teach
     python tools/fit_teacher_map.py --neutral neutral_teach --cache tex_teach --labels tex/labels.csv \

@@ -3,6 +3,18 @@
 Each sub-command is a module of this package with ``add_arguments(parser)`` and ``run(args) -> int``.
 The table below is the only place a sub-command is registered; modules are imported only when their
 command runs, so ``facskit --help`` never imports torch or dlib.
+
+One vocabulary across the commands:
+
+* ``--out`` always names what a command writes: a folder (``DIR``) for commands that write several files,
+  a file (``FILE``) for commands that write one.
+* ``--frame-step N`` analyses every N-th frame; ``--detect-every N`` runs the face detector every N analysed
+  frames and tracks landmarks between.
+* ``--quiet`` is accepted by every command that prints progress, notes or the files it wrote (all but
+  ``version``): it drops those; a table or summary that is the command's answer is still printed.
+* ``--device`` defaults to ``auto``: CUDA when available, else the CPU.
+
+A renamed option keeps its old spelling for one release (:func:`add_deprecated_alias`).
 """
 
 from __future__ import annotations

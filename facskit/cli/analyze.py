@@ -33,7 +33,9 @@ def _threshold(text: str) -> float | dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="images, videos, folders or glob patterns")
-    parser.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (created; reused to resume)"
+    )
     parser.add_argument(
         "--model",
         default="default",

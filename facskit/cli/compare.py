@@ -3,7 +3,7 @@
     facskit compare runs/cv-scc runs/cv-bmvc nosc=runs/cv-noscc/metrics.json \
         --published bmvc2018-bp4d,scc-disfa --out runs/compare
 
-RESULTS are metrics JSON files (facskit evaluate --json), crossval folders or LABEL=PATH. Writes
+RESULTS are metrics JSON files (facskit evaluate --out), crossval folders or LABEL=PATH. Writes
 compare.md (one table: a row per result and metric, AUs as columns, Mean last), compare.json and
 compare.png (ICC per AU, bars). `--published list` prints the shipped published tables.
 """
@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMES",
         help="comma-separated published tables (bmvc2018-bp4d, ...); 'list' lists them",
     )
-    parser.add_argument("--out", metavar="DIR", help="write compare.md, compare.json and compare.png here")
+    parser.add_argument(
+        "--out", metavar="DIR", help="folder to write compare.md, compare.json and compare.png to"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print the table only (not the files written)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
     print(compare_markdown(results))
     if args.out:
         paths = write_compare(results, args.out)
-        print(f"written: {', '.join(str(p) for p in paths.values())}")
+        if not args.quiet:
+            print(f"written: {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -24,7 +24,7 @@ SAMPLE_VIDEO = "sample_clip.mp4"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("facskit-demo"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("facskit-demo"), metavar="DIR", help="output folder")
     parser.add_argument("--quiet", action="store_true", help="print only the paths written")
 
 

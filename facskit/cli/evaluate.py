@@ -1,6 +1,6 @@
 """``facskit evaluate RUN_OR_CKPT --data CACHE``: the papers' metrics on the run's held-out subjects.
 
-    facskit evaluate runs/scc-f0 --data cache/disfa --json runs/scc-f0/test.json --predictions preds.parquet
+    facskit evaluate runs/scc-f0 --data cache/disfa --out runs/scc-f0/test.json --predictions preds.parquet
     facskit evaluate model.ckpt --data cache/disfa --fold 1 --folds 3
     facskit evaluate runs/bmvc --data cache/bp4d --split all --threshold 2
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from facskit.aus import OCCURRENCE_THRESHOLD
+from facskit.cli import add_deprecated_alias
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="test",
         help="held-out subjects (default), training ones, or all",
     )
-    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--out", metavar="FILE", help="the metrics JSON file to write")
+    add_deprecated_alias(out, "--json", "--out")
     parser.add_argument(
         "--predictions", metavar="FILE", help="write per-frame predictions (.parquet, or .csv)"
     )
@@ -49,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers reading crops (default 0)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print the table only (no notes, no list of the files written)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,15 +75,21 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     for note in result.metrics["notes"]:
-        print(f"note: {note}", file=sys.stderr)
+        if not args.quiet:
+            print(f"note: {note}", file=sys.stderr)
     protocol = result.metrics["protocol"]
     print(f"{protocol['model']} ({protocol['checkpoint']}) on {protocol['cache']}: {protocol['held_out']}\n")
     print(result.markdown)
-    if args.json:
-        print(f"metrics: {write_json(result.metrics, args.json)}")
+    if args.out:
+        written = write_json(result.metrics, args.out)
+        if not args.quiet:
+            print(f"metrics: {written}")
     if args.predictions:
-        print(f"predictions: {write_predictions(result.predictions, args.predictions)}")
+        written = write_predictions(result.predictions, args.predictions)
+        if not args.quiet:
+            print(f"predictions: {written}")
     if args.markdown:
         Path(args.markdown).write_text(result.markdown)
-        print(f"table: {args.markdown}")
+        if not args.quiet:
+            print(f"table: {args.markdown}")
     return 0

@@ -1,6 +1,6 @@
 """``facskit export``: a checkpoint to ONNX (dynamic batch, opset >= 17), verified against PyTorch.
 
-facskit export model.ckpt --onnx model.onnx --verify-media ../shared/media/single_face.jpg
+facskit export model.ckpt --out model.onnx --verify-media ../shared/media/single_face.jpg
 facskit analyze video.mp4 --out results/ --model model.onnx      # or --backend onnx with a checkpoint
 """
 
@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.cli import add_deprecated_alias
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a facskit checkpoint, 'default' or a registry name (untrained)")
-    parser.add_argument("--onnx", required=True, help="the .onnx file to write")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", metavar="FILE", help="the .onnx file to write")
+    add_deprecated_alias(out, "--onnx", "--out")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument(
         "--verify-media",
         nargs="*",
         default=[],
         help="images/videos whose aligned faces also verify the export",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print errors only (not the verification numbers)"
     )
 
 
@@ -32,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     source = str(DEFAULT_WEIGHTS) if args.checkpoint == DEFAULT_MODEL else args.checkpoint
     model = load_model(source).eval()
-    path = export_onnx(model, args.onnx, opset=args.opset)
+    path = export_onnx(model, args.out, opset=args.opset)
     crops = real_crops(args.verify_media, model.spec) if args.verify_media else None
     report = verify_onnx(model, path, crops=crops)
-    for label, diff in report.items():
-        print(f"max |onnx - torch| heatmap difference on {label} crops: {diff:.3g}")
-    print(f"wrote {path}")
+    if not args.quiet:
+        for label, diff in report.items():
+            print(f"max |onnx - torch| heatmap difference on {label} crops: {diff:.3g}")
+        print(f"wrote {path}")
     worst = max(report.values())
     if worst > VERIFY_TOLERANCE:
         print(

@@ -15,7 +15,11 @@ from facskit.errors import UsageError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="the authors' AUdetector.pth.tar")
     parser.add_argument(
-        "--out", type=Path, required=True, help="facskit checkpoint to write (e.g. bmvc2018.ckpt)"
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="facskit checkpoint file to write (e.g. bmvc2018.ckpt)",
     )
     parser.add_argument(
         "--allow-pickle",
@@ -23,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read with full pickle if the file holds more than tensors and plain data (trusted files only)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--quiet", action="store_true", help="print errors only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, model, {"training": training})
     n_params = sum(p.numel() for p in model.parameters())
     aus = ", ".join(f"AU{a:02d}" for a in model.spec.aus)
-    print(f"wrote {args.out}: bmvc2018 ({n_params / 1e6:.2f} M parameters), {aus}")
+    if not args.quiet:
+        print(f"wrote {args.out}: bmvc2018 ({n_params / 1e6:.2f} M parameters), {aus}")
     return 0

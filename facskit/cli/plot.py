@@ -11,9 +11,13 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("result", help="a result file written by `facskit analyze` (.csv or .parquet)")
     parser.add_argument(
-        "--out", required=True, help="folder for timeseries/distribution/cooccurrence .png/.svg"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for timeseries/distribution/cooccurrence .png/.svg",
     )
     parser.add_argument("--face", type=int, default=None, help="only this face id in the time series")
+    parser.add_argument("--quiet", action="store_true", help="print errors only (not the files written)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
         ("cooccurrence", plot_cooccurrence(result)),
     ):
         written += save_figure(fig, out / name)
-    print("\n".join(str(p) for p in written))
+    if not args.quiet:
+        print("\n".join(str(p) for p in written))
     return 0

@@ -22,7 +22,7 @@ FORMATS = ("disfa", "bp4d", "fera2015", "folder")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("format", choices=FORMATS, type=str.lower, help="dataset layout (fera2015 = bp4d)")
     parser.add_argument("src", help="dataset root folder")
-    parser.add_argument("--out", required=True, help="cache folder to create or resume")
+    parser.add_argument("--out", required=True, metavar="DIR", help="cache folder to create or resume")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2; 1 = no pool)")
     parser.add_argument(
         "--landmarks",

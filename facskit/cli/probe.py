@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.cli import add_deprecated_alias
+
 
 def _fractions(text: str) -> list[float]:
     try:
@@ -55,7 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="write results here (default: RUN/probe.json)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument(
+        "--out", metavar="FILE", default=None, help="the results JSON file (default: RUN/probe.json)"
+    )
+    add_deprecated_alias(out, "--json", "--out")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print the table only (no progress, not the file written)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
         label_draws=args.label_draws,
         seed=args.seed,
         device=device,
-        log=lambda text: print(text, file=sys.stderr),
+        log=(lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr)),
     )
     print(format_probe_table(result))
-    path = Path(args.json) if args.json else checkpoint_path(args.run, args.epoch).parent / "probe.json"
+    path = Path(args.out) if args.out else checkpoint_path(args.run, args.epoch).parent / "probe.json"
     payload = {
         "checkpoint": info["path"],
         "step": info.get("step"),
@@ -96,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
         **result.to_dict(),
     }
     path.write_text(json.dumps(payload, indent=2))
-    print(f"\nwrote {path}", file=sys.stderr)
+    if not args.quiet:
+        print(f"\nwrote {path}", file=sys.stderr)
     return 0

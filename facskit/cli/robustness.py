@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="DataLoader workers re-aligning crops (default 0)"
     )
+    parser.add_argument("--quiet", action="store_true", help="print the table only (not the files written)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (model / "robustness" if model.is_dir() else Path("robustness"))
     paths = write_robustness(result, out)
     print(robustness_markdown(result))
-    print(f"written: {', '.join(str(p) for p in paths.values())}")
+    if not args.quiet:
+        print(f"written: {', '.join(str(p) for p in paths.values())}")
     return 0

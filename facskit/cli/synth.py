@@ -1,4 +1,5 @@
-"""``facskit synth``: generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder layout."""
+"""``facskit synth --out DIR``: generate a labelled synthetic face/AU dataset in the DISFA, BP4D or folder
+layout. The output folder as a positional argument (``facskit synth DIR``) still works for one release."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def _number(kind: type[int] | type[float], low: float, strict: bool = False) -> 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=Path, help="output folder (created)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (created)")
+    # The older spelling `facskit synth DIR`: hidden, with a note (see run).
+    parser.add_argument("out_positional", nargs="?", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--format", choices=("disfa", "bp4d", "folder"), default="disfa", help="on-disk layout"
     )
@@ -69,7 +72,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from facskit.errors import UsageError
     from facskit.synth.writers import write_dataset
+
+    if args.out_positional is not None:
+        if args.out is not None:
+            raise UsageError(
+                f"two output folders: {args.out_positional} and --out {args.out}; give --out only"
+            )
+        print(
+            "facskit synth: note: the positional output folder is deprecated and will be removed in the next "
+            "release; use --out DIR",
+            file=sys.stderr,
+        )
+        args.out = args.out_positional
+    if args.out is None:
+        raise UsageError("--out DIR is required")
 
     manifest = write_dataset(
         args.out,

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pairs", type=int, default=4, help="number of pairs (rows), default 4")
     parser.add_argument("--gap", type=int, default=10, help="frames between source and target, default 10")
-    parser.add_argument("--out", required=True, help="folder for the PNG grids")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG grids")
     parser.add_argument("--cell", type=int, default=128, help="panel size in pixels, default 128")
     parser.add_argument("--epoch", type=int, default=None, help="use epoch-NNN.ckpt instead of last.ckpt")
     parser.add_argument(
@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "motion shows (for models pretrained on a `facskit prepare --crop track` cache)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quiet", action="store_true", help="print the flow shares only (not the files written)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if not pairs:
         raise UsageError(f"{source}: no pair of frames with a tracked face {args.gap} frames apart")
     paths = write_grids(model, pairs, args.out, stem=source.stem, cell=args.cell)
-    for path in paths:
-        print(path)
+    if not args.quiet:
+        for path in paths:
+            print(path)
     if paths[-1].suffix == ".csv":
         _print_mean_shares(paths[-1])
     return 0

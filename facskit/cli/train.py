@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "config", help=f"preset ({', '.join(training_presets())}) or YAML path (base: PRESET starts from one)"
     )
     parser.add_argument("--data", required=True, metavar="CACHE", help="prepared cache (facskit prepare)")
-    parser.add_argument("--out", required=True, metavar="RUN", help="run folder; an existing run is resumed")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder; an existing run is resumed")
     parser.add_argument("--fold", type=int, default=None, metavar="K", help="held-out fold (sets data.fold)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument(
