@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from facskit.data.cache import PreparedCache
 from facskit.data.folds import subject_folds
-from facskit.models.tcae import warp
+from facskit.models.warping import warp
 from facskit.tcae.pairs import CachePairDataset, LandmarkResidual
 from facskit.tcae.pretrain import load_tcae
 from facskit.tcae.probe import OCCURRENCE, _linear_f1, centre_by_subject

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from facskit.models.tcae import TCAE, TCAESpec, combine_fields, create_tcae, identity_grid, tcae_spec, warp
+from facskit.models.tcae import TCAE, TCAESpec, combine_fields, create_tcae, tcae_spec
+from facskit.models.warping import identity_grid, warp
 
 SMALL = TCAESpec(input_size=32, filters=4, embedding_size=8, branch_layers=2)
 
@@ -139,7 +140,7 @@ def test_model_uses_its_field_mix() -> None:
 
 
 def test_head_pose_decoder_moves_the_head_over_a_still_background() -> None:
-    from facskit.models.tcae import HeadPoseDecoder, mean_face_ellipse
+    from facskit.models.tcae_head import HeadPoseDecoder, mean_face_ellipse
 
     spec = TCAESpec(
         input_size=32, filters=4, embedding_size=8, branch_layers=2, field_mix="au_gate", pose_decoder="head"

@@ -8,7 +8,7 @@ number on it so runs can be compared. The regions come from the target frame's 6
   of the lower nose, mouth and chin (points 31-35, 48-67, 5-11: AU9-28), each dilated by ``margin`` of the
   inter-ocular distance, because skin around a moving part moves with it;
 * **face**: the convex hull of the jaw line and the brows raised by a third of the brow-to-chin height (the
-  forehead), the same head outline :func:`facskit.models.tcae.mean_face_ellipse` gives;
+  forehead), the same head outline :func:`facskit.models.tcae_head.mean_face_ellipse` gives;
 * **rest of face**: face minus mobile parts; **outside**: everything else (hair, neck, background).
 
 A field's share of a region is the sum of its displacement magnitudes there over the sum everywhere; a share
