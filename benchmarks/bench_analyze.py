@@ -67,8 +67,8 @@ def verdicts(model: str) -> list[dict]:
     import warnings
 
     warnings.simplefilter("ignore")
-    from facskit.analyze.backends import available_candidates, check_backends, verdict_summary
     from facskit.analyze.detector import resolve_model
+    from facskit.runtime.check import available_candidates, check_backends, verdict_summary
 
     backend, card = resolve_model(model, "cpu", "torch", "fp32")
     return verdict_summary(
@@ -103,7 +103,7 @@ def main() -> None:
         print("RESULT " + json.dumps(out))
         return
 
-    from facskit.analyze.backends import cpu_flags, cpu_model, has_fast_bf16
+    from facskit.device import cpu_flags, cpu_model, has_fast_bf16
 
     models = list(args.models) + ([str(DEFAULT_CKPT)] if DEFAULT_CKPT.is_file() else [])
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma")))

@@ -37,8 +37,8 @@ def make_crops(out: Path, video: str, per_alignment: int) -> None:
     """Aligned crops of ``video`` for every alignment the benchmarked models use, as JPEG (quality 95)."""
     import cv2
 
-    from facskit.analyze.quantize import real_face_crops
     from facskit.models import create_model, load_model
+    from facskit.runtime.quantize import real_face_crops
 
     out.mkdir(parents=True, exist_ok=True)
     specs = {}
@@ -123,9 +123,10 @@ def batch_of(crops: np.ndarray, size: int) -> np.ndarray:
 def bench_model(name: str, crops_folder: Path, batches: list[int], seconds: float) -> list[dict]:
     import torch
 
-    from facskit.analyze.backends import TorchBackend, au_deltas, intensities
     from facskit.models import create_model, load_model
     from facskit.models.spec import intensity_from_heatmaps, preprocess
+    from facskit.runtime.backends import TorchBackend
+    from facskit.runtime.check import au_deltas, intensities
 
     model = load_model(DEFAULT_CKPT) if name == "default" else create_model(name)
     label = f"default ({model.spec.name})" if name == "default" else name
@@ -215,7 +216,7 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA device")
-    from facskit.analyze.backends import cpu_model
+    from facskit.device import cpu_model
 
     device = torch.cuda.get_device_name(0)
     print(f"# {device}; torch {torch.__version__}; host CPU {cpu_model()}", flush=True)

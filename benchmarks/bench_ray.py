@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="more analyze options, e.g. '--backend torch'")
     parser.add_argument("--out", help="write the markdown table here too")
     args = parser.parse_args()
-    from facskit.analyze.backends import cpu_model
+    from facskit.device import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="facskit-bench-ray-"))
     inputs = work / "in"

@@ -126,7 +126,7 @@ def main() -> None:
 
     import torch
 
-    from facskit.analyze.backends import cpu_model
+    from facskit.device import cpu_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", required=True, help="a prepared cache (facskit prepare)")

@@ -23,3 +23,10 @@ class CheckpointError(FacskitError):
 
 class DatasetError(FacskitError):
     """A dataset root or a prepared cache is missing, malformed or inconsistent."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when empty): what a one-line error quotes from a
+    library's multi-line report."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

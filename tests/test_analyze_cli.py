@@ -75,7 +75,7 @@ def test_other_options_in_the_same_folder_are_refused(finished, inputs, checkpoi
 def test_interrupted_video_resumes_from_its_last_chunk(
     tmp_path, finished, inputs, checkpoint, monkeypatch
 ) -> None:
-    write_part = runner._write_part
+    write_part = runner.write_part
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -84,12 +84,12 @@ def test_interrupted_video_resumes_from_its_last_chunk(
             raise KeyboardInterrupt
         return write_part(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_write_part", interrupted)
+    monkeypatch.setattr(runner, "write_part", interrupted)
     assert _analyze(tmp_path, inputs, checkpoint, "--save-heatmaps") == 130
     assert (tmp_path / "single_face_jpg.csv").is_file()
     assert not (tmp_path / "single_face_mp4.csv").exists()
     assert len(list((tmp_path / ".parts" / "single_face_mp4").glob("part-*.parquet"))) == 1
-    monkeypatch.setattr(runner, "_write_part", write_part)
+    monkeypatch.setattr(runner, "write_part", write_part)
     assert _analyze(tmp_path, inputs, checkpoint, "--save-heatmaps") == 0
     resumed = read_result(tmp_path / "single_face_mp4.csv")
     expected = read_result(finished / "single_face_mp4.csv")

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facskit.analyze import runner
+from facskit.analyze import outdir, runner
 from facskit.analyze.result_files import read_attrs, read_result
 from facskit.analyze.schema import CSV_SIDECAR_SUFFIX
 from facskit.cli import main
@@ -141,14 +141,14 @@ def test_an_input_changed_since_its_result_is_analysed_again(tmp_path, clip, che
 
 def test_a_run_into_a_folder_another_run_holds_is_refused(tmp_path, clip, checkpoint, capsys) -> None:
     out = tmp_path / "out"
-    with runner.output_lock(out):
+    with outdir.output_lock(out):
         assert analyze(out, [clip], checkpoint) == 1
     err = capsys.readouterr().err
     assert "being written by another facskit analyze" in err and f"pid {os.getpid()}" in err
     assert len([line for line in err.splitlines() if "error" in line]) == 1 and "Traceback" not in err
-    assert not list(out.glob("*.csv")) and not (out / runner.LOCK_FILE).exists()
+    assert not list(out.glob("*.csv")) and not (out / outdir.LOCK_FILE).exists()
     assert analyze(out, [clip], checkpoint) == 0
-    assert not (out / runner.LOCK_FILE).exists()
+    assert not (out / outdir.LOCK_FILE).exists()
 
 
 def test_the_lock_of_a_killed_run_does_not_block(tmp_path, clip, checkpoint) -> None:
@@ -159,7 +159,7 @@ def test_the_lock_of_a_killed_run_does_not_block(tmp_path, clip, checkpoint) -> 
             sys.executable,
             "-c",
             "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(out / runner.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
+            f"fd = os.open({str(out / outdir.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d' % os.getpid())\n"
             "print('locked', flush=True); time.sleep(60)",
         ],
@@ -173,7 +173,7 @@ def test_the_lock_of_a_killed_run_does_not_block(tmp_path, clip, checkpoint) -> 
         holder.wait(10)
     finally:
         holder.kill()
-    assert (out / runner.LOCK_FILE).exists()  # left by the killed holder, unlocked by the OS
+    assert (out / outdir.LOCK_FILE).exists()  # left by the killed holder, unlocked by the OS
     assert analyze(out, [clip], checkpoint) == 0
 
 
@@ -184,7 +184,7 @@ def test_overlapping_parts_are_dropped_before_they_can_duplicate_rows(
     result: the overlapping one is redone."""
     source, expected = reference
     out = tmp_path / "out"
-    write_part, calls = runner._write_part, []
+    write_part, calls = runner.write_part, []
 
     def stop_after_two(*args, **kwargs):
         calls.append(1)
@@ -192,11 +192,11 @@ def test_overlapping_parts_are_dropped_before_they_can_duplicate_rows(
             raise KeyboardInterrupt
         return write_part(*args, **kwargs)
 
-    runner._write_part = stop_after_two
+    runner.write_part = stop_after_two
     try:
         assert analyze(out, [source], checkpoint) == 130
     finally:
-        runner._write_part = write_part
+        runner.write_part = write_part
     parts = sorted((out / ".parts" / "clip").glob("part-*.parquet"))
     assert [p.name for p in parts] == ["part-000000000.parquet", "part-000000002.parquet"]
     overlapping = parts[1].with_name("part-000000001.parquet")  # frames 1-2 again, as a 3-frame chunking
@@ -213,7 +213,7 @@ def test_overlapping_parts_are_dropped_before_they_can_duplicate_rows(
 def test_a_resume_never_mixes_backends(tmp_path, reference, checkpoint, capsys) -> None:
     source, expected = reference
     out = tmp_path / "out"
-    write_part, calls = runner._write_part, []
+    write_part, calls = runner.write_part, []
 
     def killed(*args, **kwargs):
         calls.append(1)
@@ -221,11 +221,11 @@ def test_a_resume_never_mixes_backends(tmp_path, reference, checkpoint, capsys) 
             raise KeyboardInterrupt
         return write_part(*args, **kwargs)
 
-    runner._write_part = killed
+    runner.write_part = killed
     try:
         assert analyze(out, [source], checkpoint) == 130  # torch fp32, one part written
     finally:
-        runner._write_part = write_part
+        runner.write_part = write_part
     capsys.readouterr()
     # Other explicit ones are refused, naming the difference.
     assert analyze(out, [source], checkpoint, "--backend", "torch", "--precision", "bf16") == 2
@@ -245,7 +245,7 @@ def test_parts_of_another_backend_restart_the_file(tmp_path, reference, checkpoi
     their backend, and parts of another one are discarded, never continued."""
     source, _ = reference
     out = tmp_path / "out"
-    write_part, calls = runner._write_part, []
+    write_part, calls = runner.write_part, []
 
     def killed(*args, **kwargs):
         calls.append(1)
@@ -253,12 +253,12 @@ def test_parts_of_another_backend_restart_the_file(tmp_path, reference, checkpoi
             raise KeyboardInterrupt
         return write_part(*args, **kwargs)
 
-    runner._write_part = killed
+    runner.write_part = killed
     try:
         assert analyze(out, [source], checkpoint, "--backend", "torch", "--precision", "bf16") == 130
     finally:
-        runner._write_part = write_part
-    (out / runner.RUN_FILE).unlink()
+        runner.write_part = write_part
+    (out / outdir.RUN_FILE).unlink()
     capsys.readouterr()
     assert analyze(out, [source], checkpoint) == 0
     assert "made with other options (precision" in capsys.readouterr().err
@@ -419,7 +419,7 @@ def snapshot(out: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(out)): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != runner.LOCK_FILE
+        if p.is_file() and p.name != outdir.LOCK_FILE
     }
 
 
@@ -451,7 +451,7 @@ def test_any_interleaving_of_kills_reruns_and_concurrent_runs_ends_in_one_clean_
     schedule, reference, checkpoint
 ) -> None:
     source, expected = reference
-    write_part = runner._write_part
+    write_part = runner.write_part
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
         for event, k, chunk in schedule:
@@ -466,14 +466,14 @@ def test_any_interleaving_of_kills_reruns_and_concurrent_runs_ends_in_one_clean_
                         raise KeyboardInterrupt
                     return write_part(*args, **kwargs)
 
-                runner._write_part = killed
+                runner.write_part = killed
                 try:
                     assert analyze(out, [source], checkpoint, "--chunk-frames", str(chunk)) in (0, 130)
                 finally:
-                    runner._write_part = write_part
+                    runner.write_part = write_part
             elif event == "concurrent":
                 before = snapshot(out) if out.exists() else {}
-                with runner.output_lock(out):
+                with outdir.output_lock(out):
                     assert analyze(out, [source], checkpoint) == 1
                 assert snapshot(out) == before
             else:
@@ -546,5 +546,5 @@ def test_real_processes_sigkill_and_a_concurrent_run(tmp_path, checkpoint) -> No
         "run.json",
         "summary.csv",
     ]
-    summary = json.loads((out / runner.RUN_FILE).read_text())
+    summary = json.loads((out / outdir.RUN_FILE).read_text())
     assert (summary["backend"], summary["precision"]) == ("torch", "fp32")

@@ -193,12 +193,13 @@ def test_onnx_runtime_path_never_imports_torch(tiny_model, tmp_path) -> None:
     code = """
 import json, sys
 from facskit import Detector
-from facskit.analyze.distributed import Chunk, DetectorRecipe, _warm_worker, analyze_chunk
+from facskit.analyze.chunks import Chunk
+from facskit.analyze.distributed import DetectorRecipe, analyze_chunk, warm_worker
 
 model, image, video = sys.argv[1:]
 detector = Detector(model=model)
 result = detector.analyze(image)
-_warm_worker(5)
+warm_worker(5)
 chunk = analyze_chunk(DetectorRecipe.of(detector), video, Chunk(0, 0, None, 0), max_frames=3)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx"))
 rows = [len(result), len(chunk.rows)]

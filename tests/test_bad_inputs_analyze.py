@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facskit.analyze import runner
+from facskit.analyze import outdir, runner
 from facskit.analyze.detector import Detector
 from facskit.analyze.report import build_report, script_json
 from facskit.analyze.result_files import read_result
@@ -76,7 +76,7 @@ def test_a_245_character_file_name_is_analysed_under_a_shorter_name(tmp_path, ch
     names = sorted(p.name for p in out.glob("*.csv"))
     assert "z.csv" in names and len(names) == 3
     shortened = next(n for n in names if n.startswith("xxx"))
-    assert len(shortened.encode()) <= runner.MAX_NAME_BYTES + 4
+    assert len(shortened.encode()) <= outdir.MAX_NAME_BYTES + 4
     assert read_result(out / shortened).attrs["input"]["path"] == str(long.resolve())
     capsys.readouterr()
     assert analyze(out, [folder], checkpoint) == 0
@@ -175,7 +175,7 @@ def test_a_corrupt_sidecar_is_redone_by_analyze_and_named_by_report(tmp_path, ch
 def test_a_corrupt_part_is_redone(tmp_path, checkpoint, capsys) -> None:
     out, expected = tmp_path / "out", tmp_path / "expected"
     assert analyze(expected, [CLIP], checkpoint, "--max-frames", "6") == 0
-    write_part, calls = runner._write_part, []
+    write_part, calls = runner.write_part, []
 
     def killed(*args, **kwargs):
         calls.append(1)
@@ -183,11 +183,11 @@ def test_a_corrupt_part_is_redone(tmp_path, checkpoint, capsys) -> None:
             raise KeyboardInterrupt
         return write_part(*args, **kwargs)
 
-    runner._write_part = killed
+    runner.write_part = killed
     try:
         assert analyze(out, [CLIP], checkpoint, "--max-frames", "6") == 130
     finally:
-        runner._write_part = write_part
+        runner.write_part = write_part
     part = out / ".parts" / "sample_clip" / "part-000000002.parquet"
     part.write_bytes(part.read_bytes()[:40])
     capsys.readouterr()

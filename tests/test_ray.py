@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facskit.analyze.distributed import Chunk, plan_chunks
+from facskit.analyze.chunks import Chunk, plan_chunks
 
 FRAMES = 150
 
@@ -127,8 +127,7 @@ def test_start_ray_warms_one_worker_per_task_slot(ray_local) -> None:
 def test_ray_output_folder_equals_the_single_process_one(ray_local, media_dir, tmp_path) -> None:
     """`facskit analyze --ray` writes the files a single process writes (same rows, AUs within 1e-4), each
     as soon as its tasks are back rather than after the whole run, and a rerun skips them."""
-    from facskit.analyze.distributed import analyze_to_dir_ray
-    from facskit.analyze.runner import OutputOptions, analyze_to_dir
+    from facskit.analyze.runner import OutputOptions, RaySettings, analyze_to_dir
 
     detector = _micro_detector()
     inputs = [
@@ -139,7 +138,8 @@ def test_ray_output_folder_equals_the_single_process_one(ray_local, media_dir, t
     options = OutputOptions(max_frames=40)
     analyze_to_dir(detector, inputs, tmp_path / "one", options, log=lambda _: None)
     logged: list[str] = []
-    report = analyze_to_dir_ray(detector, inputs, tmp_path / "ray", options, workers=2, log=logged.append)
+    ray = RaySettings(workers=2)
+    report = analyze_to_dir(detector, inputs, tmp_path / "ray", options, log=logged.append, ray=ray)
     assert len(report.written) == 3 and not report.errors
     for target in report.written:
         single, fanned = pd.read_csv(tmp_path / "one" / target.name), pd.read_csv(target)
@@ -151,5 +151,33 @@ def test_ray_output_folder_equals_the_single_process_one(ray_local, media_dir, t
     # Two slots, three one-task files: the first file is written before the third task can have finished.
     first_write = next(i for i, line in enumerate(logged) if " rows -> " in line)
     assert first_write < logged.index(next(line for line in logged if line.startswith("ray: 3/3 tasks")))
-    again = analyze_to_dir_ray(detector, inputs, tmp_path / "ray", options, log=lambda _: None)
+    again = analyze_to_dir(detector, inputs, tmp_path / "ray", options, log=lambda _: None, ray=RaySettings())
     assert len(again.skipped) == 3 and not again.written
+
+
+def test_every_output_option_works_with_ray(ray_local, media_dir, tmp_path) -> None:
+    """One driver: --openface-columns is written from Ray's rows; --save-heatmaps and --overlay-video need
+    each input's frames in order, so those inputs run in the driver's process; all equal a run without Ray."""
+    from facskit.analyze.runner import OutputOptions, RaySettings, analyze_to_dir
+
+    detector = _micro_detector()
+    inputs = [media_dir / "single_face.mp4"]
+    for k, options in enumerate(
+        (
+            OutputOptions(max_frames=12, openface_columns=True),
+            OutputOptions(max_frames=12, save_heatmaps=True, overlay_video=True),
+        )
+    ):
+        one, fanned = tmp_path / f"one{k}", tmp_path / f"ray{k}"
+        analyze_to_dir(detector, inputs, one, options, log=lambda _: None)
+        logged: list[str] = []
+        report = analyze_to_dir(detector, inputs, fanned, options, log=logged.append, ray=RaySettings())
+        assert len(report.written) == 1 and not report.errors
+        single, rayed = pd.read_csv(one / report.written[0].name), pd.read_csv(report.written[0])
+        assert list(single.columns) == list(rayed.columns)
+        assert ("AU06_r" in rayed.columns) == options.openface_columns
+        here = any("run in this process" in line for line in logged)
+        assert here == options.save_heatmaps
+        if options.save_heatmaps:
+            pd.testing.assert_frame_equal(single, rayed)
+            assert list(fanned.glob("*.heatmaps")) and list(fanned.glob("*.overlay.mp4"))

@@ -29,7 +29,7 @@ from facskit.analyze.schema import (
 )
 from facskit.analyze.summary import SummaryAccumulator, summary_table
 from facskit.aus import au_column
-from facskit.errors import FacskitError, UsageError
+from facskit.errors import FacskitError, UsageError, first_line
 from facskit.io.atomic import atomic_write
 
 
@@ -134,7 +134,7 @@ def read_result(path: Path | str) -> AUResult:
         raise FacskitError(f"{path}: {error}") from None
     except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as error:
         # A row cut in half, a value of the wrong type: the table is not what facskit wrote.
-        raise FacskitError(f"{path}: not a readable result table ({_first_line(error)})") from None
+        raise FacskitError(f"{path}: not a readable result table ({first_line(error)})") from None
 
 
 def csv_sidecar(path: Path | str) -> Path:
@@ -156,7 +156,7 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     try:
         attrs = json.loads(sidecar.read_text())
     except (OSError, ValueError) as error:
-        raise FacskitError(f"{sidecar}: unreadable result metadata ({_first_line(error)})") from None
+        raise FacskitError(f"{sidecar}: unreadable result metadata ({first_line(error)})") from None
     if not isinstance(attrs, dict):
         raise FacskitError(f"{sidecar}: unreadable result metadata (not a JSON object)")
     check = attrs.pop(FILE_CHECK_KEY, None)
@@ -168,11 +168,6 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
                 "short or changed after facskit wrote it; rerun `facskit analyze` into its folder to redo it"
             )
     return attrs
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_attrs(path: Path | str) -> dict[str, Any]:
@@ -194,7 +189,7 @@ def header_and_attrs(path: Path) -> tuple[ResultFormat, list[str], dict[str, Any
         try:
             columns = list(pd.read_csv(path, nrows=0).columns)
         except (ValueError, OSError, UnicodeDecodeError) as error:  # pandas' EmptyDataError is a ValueError
-            raise FacskitError(f"{path}: not a readable result table ({_first_line(error)})") from None
+            raise FacskitError(f"{path}: not a readable result table ({first_line(error)})") from None
         return fmt, columns, attrs
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -202,12 +197,12 @@ def header_and_attrs(path: Path) -> tuple[ResultFormat, list[str], dict[str, Any
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as error:
-        raise FacskitError(f"{path}: not a readable Parquet result ({_first_line(error)})") from None
+        raise FacskitError(f"{path}: not a readable Parquet result ({first_line(error)})") from None
     raw = (schema.metadata or {}).get(ATTRS_KEY.encode())
     try:
         attrs = json.loads(raw) if raw else {}
     except ValueError as error:
-        raise FacskitError(f"{path}: unreadable result metadata ({_first_line(error)})") from None
+        raise FacskitError(f"{path}: unreadable result metadata ({first_line(error)})") from None
     return fmt, list(schema.names), attrs if isinstance(attrs, dict) else {}
 
 

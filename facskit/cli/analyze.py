@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     from facskit.analyze.detector import Detector, concrete_device
     from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES
-    from facskit.analyze.runner import OutputOptions, analyze_to_dir
+    from facskit.analyze.runner import OutputOptions, RaySettings, analyze_to_dir
     from facskit.aus import parse_aus
 
     if args.chunk_frames is None:
@@ -147,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--cpus-per-task must be >= 1, not {args.cpus_per_task}")
     args.backend, args.precision = _folder_backend(args.out, args.backend, args.precision)
     if args.ray is not None:
-        from facskit.runtime.check import always_torch
         from facskit.analyze.distributed import start_ray
+        from facskit.runtime.check import always_torch
 
         # Workers warm up meanwhile, with torch only where the options pin it (auto: usually ONNX Runtime).
         args.device = concrete_device(args.device, args.model)
@@ -188,19 +188,11 @@ def run(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr)
 
     if args.ray is not None:
-        from facskit.analyze.distributed import analyze_to_dir_ray, stop_ray
+        from facskit.analyze.distributed import stop_ray
 
+        ray = RaySettings(address=args.ray, workers=args.workers, cpus_per_task=args.cpus_per_task)
         try:
-            report = analyze_to_dir_ray(
-                detector,
-                args.inputs,
-                Path(args.out),
-                options,
-                address=args.ray,
-                workers=args.workers,
-                cpus_per_task=args.cpus_per_task,
-                log=log,
-            )
+            report = analyze_to_dir(detector, args.inputs, Path(args.out), options, log=log, ray=ray)
         finally:
             stop_ray()
     else:
@@ -218,7 +210,7 @@ def _folder_backend(out: str, backend: str, precision: str) -> tuple[str, str]:
     """The folder's (backend, precision) where the user left them at ``auto`` and they agree with what was
     given: an auto choice made afresh (the fastest path on this machine) could differ from the one the
     folder's results and parts were made with, and the run would be refused for mixing them."""
-    from facskit.analyze.runner import recorded_backend
+    from facskit.analyze.outdir import recorded_backend
 
     if "auto" not in (backend, precision):
         return backend, precision

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from facskit.aus import BP4D_AUS, MAX_INTENSITY
-from facskit.errors import CheckpointError
+from facskit.errors import CheckpointError, first_line
 from facskit.io.atomic import atomic_write
 from facskit.models.spec import INTENSITY_MIN, AUModel, ModelSpec
 
@@ -69,7 +69,7 @@ def read_torch_file(path: str | Path, allow_pickle: bool = False) -> Any:
                 f"{path}: holds Python objects other than tensors and plain data; if you trust its source, "
                 "load it with allow_pickle=True (--allow-pickle)"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch file, or corrupt ({_first_line(error)})") from None
+        raise CheckpointError(f"{path}: not a PyTorch file, or corrupt ({first_line(error)})") from None
     except (
         RuntimeError,
         EOFError,
@@ -79,12 +79,7 @@ def read_torch_file(path: str | Path, allow_pickle: bool = False) -> Any:
         AttributeError,
         KeyError,
     ) as error:
-        raise CheckpointError(f"{path}: not a PyTorch file, or truncated ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:160] if text else type(error).__name__
+        raise CheckpointError(f"{path}: not a PyTorch file, or truncated ({first_line(error)})") from None
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -171,7 +166,7 @@ def load_checkpoint(
         # it, before a single weight of the network is allocated.
         shell = model_shell(spec)
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: invalid model spec ({_first_line(error)})") from None
+        raise CheckpointError(f"{path}: invalid model spec ({first_line(error)})") from None
     weights = data.get("state_dict")
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: no weights (state_dict) in the checkpoint")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from facskit.errors import CheckpointError, UsageError
+from facskit.errors import CheckpointError, UsageError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.models.spec import AUModel, ModelSpec
@@ -128,11 +128,11 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as error:  # noqa: BLE001 - ORT's errors share no base class below Exception
-            raise CheckpointError(f"{self.path}: not a readable ONNX file ({_first_line(error)})") from None
+            raise CheckpointError(f"{self.path}: not a readable ONNX file ({first_line(error)})") from None
         try:
             self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         except (ValueError, KeyError, TypeError) as error:  # a spec that is not JSON or not a spec
-            raise CheckpointError(f"{self.path}: invalid facskit model spec ({_first_line(error)})") from None
+            raise CheckpointError(f"{self.path}: invalid facskit model spec ({first_line(error)})") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise CheckpointError(f"{self.path}: takes {len(inputs)} inputs; a facskit export takes 1")
@@ -153,11 +153,6 @@ def _check_onnx_file(path: Path) -> None:
         raise CheckpointError(f"{path}: no such ONNX file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not an ONNX model")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def create_backend(
