@@ -35,6 +35,14 @@ from facskit.analyze.pipeline import (
 from facskit.analyze.postprocess import Calibration, Smoothing, as_calibration, as_smoothing, finalize
 from facskit.analyze.results import AUResult, as_result, concat_results, empty_result
 from facskit.analyze.schema import thresholds_for
+from facskit.analyze.sources import (
+    ArrayFrame,
+    as_array,
+    check_array,
+    is_pil_image,
+    is_single,
+    not_accepted,
+)
 from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.deprecation import renamed_keyword
 from facskit.errors import CheckpointError, MediaError, UsageError
@@ -60,15 +68,6 @@ ARRAY_FILE = "<array>"
 
 # What analyze() takes: a path (file, folder, glob), a facskit.io.MediaFile, or an RGB uint8 image.
 Source = str | os.PathLike[str] | np.ndarray | Any
-
-
-class _ArrayFrame:
-    """An in-memory image presented like :class:`facskit.io.Frame` (index 0, timestamp 0)."""
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.index = 0
-        self.timestamp = 0.0
-        self.image = image
 
 
 def resolve_model(
@@ -283,9 +282,9 @@ class Detector:
         the same numbers as an uninterrupted one. ``observe(frame_index, tracker)`` sees the tracker after
         every video frame (used by the Ray fan-out to stitch chunks); it implies the pipelined engine.
         """
-        if _is_pil_image(source):
-            source = _as_array(source)
-        source = _check_array(source) if isinstance(source, np.ndarray) else self._media(source)
+        if is_pil_image(source):
+            source = as_array(source)
+        source = check_array(source) if isinstance(source, np.ndarray) else self._media(source)
         label = label or (ARRAY_FILE if isinstance(source, np.ndarray) else os.fspath(source.path))
         pipeline = AnalysisPipeline(
             self.backend,
@@ -383,24 +382,24 @@ class Detector:
         """
         from facskit.io import MediaFile
 
-        if _is_single(inputs):
+        if is_single(inputs):
             items = [inputs]
         elif isinstance(inputs, bytes | Mapping) or not hasattr(inputs, "__iter__"):
-            raise UsageError(_not_accepted(inputs))
+            raise UsageError(not_accepted(inputs))
         else:
             items = list(inputs)
         out: list[tuple[str, Source]] = []
         paths: list[str | os.PathLike[str]] = []
         for n, item in enumerate(items):
-            if isinstance(item, np.ndarray) or _is_pil_image(item):
+            if isinstance(item, np.ndarray) or is_pil_image(item):
                 label = f"{ARRAY_FILE}{n}" if len(items) > 1 else ARRAY_FILE
-                out.append((label, _check_array(_as_array(item))))
+                out.append((label, check_array(as_array(item))))
             elif isinstance(item, MediaFile):
                 paths.append(item.path)
             elif isinstance(item, str | os.PathLike):
                 paths.append(item)
             else:
-                raise UsageError(_not_accepted(item))
+                raise UsageError(not_accepted(item))
         if paths:
             from facskit.io import iter_media
 
@@ -423,7 +422,7 @@ class Detector:
         if isinstance(source, MediaFile):
             return source
         if not isinstance(source, str | os.PathLike):
-            raise UsageError(_not_accepted(source))
+            raise UsageError(not_accepted(source))
         found = list(iter_media([os.fspath(source)]))
         if len(found) != 1:
             raise UsageError(f"{source} names {len(found)} media files; pass them to analyze() instead")
@@ -437,8 +436,8 @@ class Detector:
             from facskit.faces import faces_in_image
 
             front = self.front_end
-            image = _check_array(source)
-            yield _ArrayFrame(image), faces_in_image(image, front.still_detector, front.predictor)
+            image = check_array(source)
+            yield ArrayFrame(image), faces_in_image(image, front.still_detector, front.predictor)
             return
         for frame, faces in self.front_end.iter_faces(source, frame_step=self.frame_step):
             if max_frames is not None and frame.index >= max_frames:
@@ -464,63 +463,6 @@ def concrete_device(device: str, model: Any = None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-ACCEPTED_INPUTS = (
-    "a path (file, folder or glob pattern), a facskit.io.MediaFile, an RGB uint8 array (H, W, 3), "
-    "a PIL image, or a list of these"
-)
-
-
-def _not_accepted(item: Any) -> str:
-    return f"cannot analyse {type(item).__name__} {_short_repr(item)}: pass {ACCEPTED_INPUTS}"
-
-
-def _short_repr(item: Any, limit: int = 60) -> str:
-    text = repr(item)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_single(inputs: Any) -> bool:
-    """One input rather than a collection of them (a string is a sequence, an array is iterable)."""
-    from facskit.io import MediaFile
-
-    return isinstance(inputs, str | os.PathLike | np.ndarray | MediaFile) or _is_pil_image(inputs)
-
-
-def _is_pil_image(item: Any) -> bool:
-    """Whether ``item`` is a Pillow image, without importing Pillow for callers that never pass one."""
-    import sys
-
-    pil = sys.modules.get("PIL.Image")
-    return pil is not None and isinstance(item, pil.Image)
-
-
-def _as_array(image: Any) -> np.ndarray:
-    """A Pillow image (any mode, EXIF-rotated as a file would be) or an array, as an array."""
-    if isinstance(image, np.ndarray):
-        return image
-    from facskit.io import image_to_rgb
-
-    try:
-        return image_to_rgb(image)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot convert the PIL image {_short_repr(image)} to RGB ({error})") from None
-
-
-def _check_array(image: np.ndarray) -> np.ndarray:
-    """An image array the face detector can take: (H, W, 3) uint8 RGB, at least MIN_IMAGE_SIDE a side (what
-    :func:`facskit.io.read_image` asks of a file; an empty array would fail deep inside OpenCV)."""
-    from facskit.io import MIN_IMAGE_SIDE
-
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise UsageError(f"an image array must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
-        raise UsageError(
-            f"an image array must be at least {MIN_IMAGE_SIDE} pixels a side to hold a face, "
-            f"got {image.shape}"
-        )
-    return image
 
 
 def _merge_calibrations(calibrations: Sequence[Any]) -> dict[str, Any] | None:
