@@ -21,7 +21,6 @@ NO_PROGRESS = {"version"}
 # Commands that write nothing.
 WRITE_NOTHING = {"version"}
 # --out without its DIR/FILE metavar yet (its help already says "folder").
-METAVAR_PENDING = {"teach"}
 
 
 def command_parser(name: str) -> argparse.ArgumentParser:
@@ -63,8 +62,7 @@ def test_out_names_what_a_command_writes_a_folder_or_a_file(name: str) -> None:
     kinds = {word for word in ("folder", "file") if re.search(rf"\b{word}\b", out.help or "")}
     assert len(kinds) == 1, f"facskit {name} --out help must say folder or file: {out.help!r}"
     expected = "DIR" if kinds == {"folder"} else "FILE"
-    if name not in METAVAR_PENDING:
-        assert out.metavar == expected, f"facskit {name} --out {out.metavar}: expected {expected}"
+    assert out.metavar == expected, f"facskit {name} --out {out.metavar}: expected {expected}"
 
 
 # ------------------------------------------------------------------------------- --device, Detector defaults

@@ -184,3 +184,23 @@ def test_a_damaged_cache_is_one_error_naming_the_file(
     (copy / name).write_bytes(content)
     with pytest.raises(DatasetError, match=name.replace(".", r"\.")):
         PreparedCache(copy)
+
+
+def test_a_new_map_relabels_the_cache_from_its_coefficients(taught: Path, media_dir: Path, tmp_path: Path):
+    import shutil
+
+    from facskit.teacher.teach import teach
+
+    copy = tmp_path / "cache"
+    shutil.copytree(taught, copy)
+    before = PreparedCache(copy).index
+    doubled = AUMap({12: MonotoneMap((0.0, 0.5), (0.0, 5.0))})  # AU12 only, twice as steep
+    summary = teach([media_dir / "single_face.jpg", media_dir / "single_face.mp4"], copy, frame_step=10,
+                    au_map=doubled, progress=False)  # fmt: skip
+    assert summary.files_done_before == 2
+    after = PreparedCache(copy).index
+    smile = (after["bs_mouthSmileLeft"] + after["bs_mouthSmileRight"]) / 2
+    np.testing.assert_allclose(after["AU12"], np.clip(smile * 10, 0, 5), atol=1e-5)
+    assert after["AU25"].isna().all()  # not in the new map: unknown now
+    np.testing.assert_array_equal(after[BLENDSHAPE_COLUMNS], before[BLENDSHAPE_COLUMNS])
+    assert json.loads((copy / "meta.json").read_text())["teacher"]["au_map"] == doubled.to_json()

@@ -21,7 +21,7 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="images, videos, folders or glob patterns")
-    parser.add_argument("--out", required=True, help="cache folder to create or resume")
+    parser.add_argument("--out", required=True, metavar="DIR", help="cache folder to create or resume")
     parser.add_argument(
         "--frame-step", type=int, default=1, help="use every N-th video frame (default 1: every frame)"
     )

@@ -7,14 +7,19 @@ Two decisions live here, each measured (``tools/fit_teacher_map.py`` fits and re
 * **Which coefficient reads which AU.** ARKit's blendshapes are muscle-like but not FACS: ``mouthSmile``
   is AU12, ``browInnerUp`` AU1, ``jawOpen`` AU26, ``eyeBlink`` AU45 and so on (the table below). AU25 (lips
   part) has no coefficient; it is read from the mesh itself (the inner lips' gap over the eye-corner
-  distance), which also counts lips parted over closed teeth, as FACS does. ``cheekSquint`` (AU6) and
-  ``noseSneer`` (AU9) stay near 0 on every real face tried, smiles and disgust included, and no coefficient
-  is AU23's lip tightening: those AUs are **masked** (NaN), so a student learns them from synthetic data
-  only.
-* **The scale.** A coefficient is not an intensity. Each AU gets a monotone piecewise-linear map fitted by
-  isotonic regression of the known intensity on the coefficient over synthetic ``--textures`` renders
-  (real faces animated with known AU intensities), stored as knots in ``au_map.json``. Monotone means the
-  teacher's ranking of faces is never changed by the map, only its units.
+  distance), which also counts lips parted over closed teeth, as FACS does. Masked (NaN), so a student
+  learns them from synthetic data only: ``cheekSquint`` (AU6) and ``noseSneer`` (AU9) stay near 0 on
+  every real face tried, smiles and disgust included; no coefficient is AU23's lip tightening; and
+  ``browDown`` (AU4) is not a brow lowerer's reading: its median is 0.42-0.47 on the smiling Congress
+  portraits and Obama's addresses, 0.10 on neutral portraits, and 0.03 on a crying face with furrowed
+  brows (``WolfgangLanger_Pexels.mp4`` frames 60-150), with PCC 0.05 against known AU4 on textured renders.
+  ``mouthShrugLower`` (AU17) likewise: PCC -0.06 against known AU17 on the renders, and a 95th percentile of
+  0.65 on neutral portraits. The rule: an AU whose coefficient correlates below 0.1 with known intensities
+  on the renders is masked.
+* **The scale.** A coefficient is not an intensity. Each AU gets a monotone piecewise-linear map, stored as
+  knots in ``au_map.json``: 0 up to what real neutral faces produce, then linear to 5 at the coefficient's
+  full scale (``tools/fit_teacher_map.py`` says how each anchor is measured). Monotone means the teacher's
+  ranking of faces is never changed by the map, only its units.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,21 +42,19 @@ LIPS_APART = "lipsApart"  # the mesh's inner-lip gap (TeacherReading.lips_apart)
 AU_SOURCES: dict[int, tuple[str, ...]] = {
     1: ("browInnerUp",),
     2: ("browOuterUpLeft", "browOuterUpRight"),
-    4: ("browDownLeft", "browDownRight"),
     5: ("eyeWideLeft", "eyeWideRight"),
     7: ("eyeSquintLeft", "eyeSquintRight"),
     10: ("mouthUpperUpLeft", "mouthUpperUpRight"),
     12: ("mouthSmileLeft", "mouthSmileRight"),
     14: ("mouthDimpleLeft", "mouthDimpleRight"),
     15: ("mouthFrownLeft", "mouthFrownRight"),
-    17: ("mouthShrugLower",),
     20: ("mouthStretchLeft", "mouthStretchRight"),
     25: (LIPS_APART,),
     26: ("jawOpen",),
     45: ("eyeBlinkLeft", "eyeBlinkRight"),
 }
 # AUs the teacher is blind to (see the module docstring): supervised by synthetic data only.
-MASKED_AUS: tuple[int, ...] = (6, 9, 23, 24)
+MASKED_AUS: tuple[int, ...] = (4, 6, 9, 17, 23, 24)
 _INDEX = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
 
 
@@ -94,6 +98,16 @@ class AUMap:
         for i, au in enumerate(aus):
             if au in self.maps and au in AU_SOURCES:
                 out[i] = float(self.maps[au](coefficient(reading, AU_SOURCES[au])))
+        return out
+
+    def table_intensities(self, table: Any, aus: tuple[int, ...]) -> np.ndarray:
+        """(N, len(aus)) float32 from a teach cache's index (its ``bs_*`` and ``lips_apart`` columns):
+        the same numbers :meth:`intensities` gives for each row's reading, for relabelling a cache."""
+        out = np.full((len(table), len(aus)), np.nan, dtype=np.float32)
+        for i, au in enumerate(aus):
+            if au in self.maps and au in AU_SOURCES:
+                columns = ["lips_apart" if n == LIPS_APART else f"bs_{n}" for n in AU_SOURCES[au]]
+                out[:, i] = self.maps[au](table[columns].to_numpy(dtype=np.float64).mean(axis=1))
         return out
 
     def to_json(self) -> dict:

@@ -152,7 +152,7 @@ class _Labeller:
         step = frame_step if media.kind is MediaKind.VIDEO else 1
         try:
             try:
-                for frame, faces in self.front_end.iter_faces(media, every=step):
+                for frame, faces in self.front_end.iter_faces(media, frame_step=step):
                     line.update(1)
                     usable = [f for f in faces if f.success]
                     if not usable:
@@ -202,20 +202,41 @@ def _lock(out: Path) -> Any:
     return handle
 
 
-def _check_meta(out: Path, meta: dict[str, Any]) -> None:
+def _check_meta(out: Path, meta: dict[str, Any]) -> bool:
+    """Write or check the cache's settings; True when only the AU map changed (relabel, do not redo)."""
     path = out / META_FILE
     if not path.exists():
         write_json_atomic(meta, path)
-        return
+        return False
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise DatasetError(f"{path}: unreadable ({error}); delete the folder to start again") from error
     changed = sorted(k for k in set(meta) | set(old) if k != "facskit" and meta.get(k) != old.get(k))
+    if changed == ["teacher"] and {**old.get("teacher", {}), "au_map": None} == {
+        **meta["teacher"],
+        "au_map": None,
+    }:
+        return True
     if changed:
         raise UsageError(
             f"{out} was made with other settings ({', '.join(changed)} differ); use a new --out folder"
         )
+    return False
+
+
+def _relabel(out: Path, au_map: AUMap, aus: tuple[int, ...], meta: dict[str, Any]) -> None:
+    """Apply a new AU map to every committed part from its stored coefficients (no model is run)."""
+    for part_path in sorted((out / PART_DIR).glob("*.parquet")):
+        part = pd.read_parquet(part_path)
+        labelled = (part["skip_reason"] == "").to_numpy()
+        values = au_map.table_intensities(part[labelled], aus)
+        for i, au in enumerate(aus):
+            column = part[au_column(au)].to_numpy(dtype=np.float32).copy()
+            column[labelled] = values[:, i]
+            part[au_column(au)] = column
+        write_parquet_atomic(_typed(part, aus), part_path)
+    write_json_atomic(meta, out / META_FILE)
 
 
 def teach(
@@ -271,7 +292,8 @@ def teach(
             "teacher": {"bundle_sha256": BUNDLE_SHA256, "au_map": au_map.to_json()},
             "facskit": facskit.__version__,
         }
-        _check_meta(out, meta)
+        if _check_meta(out, meta):
+            _relabel(out, au_map, aus, meta)
         for stale in list((out / SHARD_DIR).glob("*.tmp")) + list((out / PART_DIR).glob("*.tmp")):
             stale.unlink(missing_ok=True)
         pending = [k for k in sorted(media) if not (out / PART_DIR / f"{k}.parquet").is_file()]
