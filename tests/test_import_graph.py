@@ -23,6 +23,7 @@ def test_package_has_no_upward_import_and_no_cycle() -> None:
     result = subprocess.run([sys.executable, str(TOOL)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "upward imports: 0" in result.stdout
+    assert "private names imported: 0" in result.stdout
     assert "cycles: 0" in result.stdout
 
 
@@ -76,3 +77,15 @@ def test_version_from_the_package_root_is_not_an_upward_import(tmp_path: Path) -
     }
     lines, clean = tool.report(_package(tmp_path, files))
     assert clean, lines
+
+
+def test_tool_finds_a_private_name_imported_from_another_module(tmp_path: Path) -> None:
+    tool = _tool()
+    files = {
+        "__init__.py": "",
+        "io/__init__.py": "from facskit.io.a import _helper, __doc__\n",
+        "io/a.py": "def _helper():\n    pass\n",
+    }
+    lines, clean = tool.report(_package(tmp_path, files))
+    assert not clean
+    assert "  facskit.io:1 -> facskit.io.a._helper" in lines

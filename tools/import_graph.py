@@ -19,12 +19,13 @@ Two checks, each over imports parsed with ``ast`` (nothing is imported, so the t
 
 * **Upward imports**: every import, whether at module level or inside a function (a lazy import is still a
   dependency), except those under ``if TYPE_CHECKING:`` (annotations only).
+* **Private names**: ``from facskit.x import _name`` from another module (what is shared is made public).
 * **Cycles**: strongly connected components of the same graph. A lazy import does not fail at import time,
   but a cycle through one still means two modules cannot be understood, tested or moved apart. The one
   accepted cycle is ``facskit.models``' lazy re-export (PEP 562), whose package root names what its own
   modules define.
 
-    python tools/import_graph.py            # prints the report; exit 1 on an upward import or a cycle
+    python tools/import_graph.py            # the report; exit 1 on an upward import, private name or cycle
     python tools/import_graph.py --edges    # also prints every cross-layer edge
 """
 
@@ -113,6 +114,22 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     base = module.split(".") if is_package else module.split(".")[:-1]
     base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
+
+
+def private_imports(modules: dict[str, Path]) -> list[str]:
+    """``module:line -> target._name`` for every private name one facskit module imports from another."""
+    found = []
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node, _ in _imports(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = _resolve(module, path.name == "__init__.py", node)
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and base.startswith(PACKAGE) and base != module:
+                    found.append(f"{module}:{node.lineno} -> {base}.{alias.name}")
+    return found
 
 
 def import_edges(modules: dict[str, Path]) -> list[Edge]:
@@ -222,7 +239,7 @@ def _where(edge: Edge) -> str:
 
 
 def report(root: Path = ROOT, show_edges: bool = False) -> tuple[list[str], bool]:
-    """The report's lines and whether the graph is clean (no upward import, no unaccepted cycle)."""
+    """The report's lines and whether the graph is clean (no upward import, private name or cycle)."""
     modules = module_files(root)
     edges = import_edges(modules)
     upward = upward_imports(edges)
@@ -233,6 +250,9 @@ def report(root: Path = ROOT, show_edges: bool = False) -> tuple[list[str], bool
     for edge in upward:
         source, target = layer_of(edge.source), layer_of(edge.target)
         lines.append(f"  {_where(edge)}   [{LAYER_NAME.get(source, '?')} -> {LAYER_NAME.get(target, '?')}]")
+    private = private_imports(modules)
+    lines.append(f"private names imported: {len(private)}")
+    lines.extend(f"  {where}" for where in private)
     lines.append(f"cycles: {len(bad_cycles)} (+{len(components) - len(bad_cycles)} accepted)")
     for component in components:
         members = set(component)
@@ -246,7 +266,7 @@ def report(root: Path = ROOT, show_edges: bool = False) -> tuple[list[str], bool
         for edge in edges:
             if layer_of(edge.source) != layer_of(edge.target):
                 lines.append(f"  {_where(edge)}")
-    return lines, not upward and not bad_cycles
+    return lines, not upward and not private and not bad_cycles
 
 
 def main(argv: list[str] | None = None) -> int:

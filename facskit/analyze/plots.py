@@ -154,7 +154,7 @@ def plot_overlay(
     if rows.empty:
         raise UsageError(f"frame {frame} of {file} is not in the result")
     if image is None:
-        image = _read_frame(file, frame)
+        image = read_frame(file, frame)
     codes = aus_from_columns(result.columns)
     faces = rows[rows["face_detected"].astype(bool)]
     fig = _figure(11, 4.5)
@@ -196,7 +196,8 @@ def plot_overlay(
     return fig
 
 
-def _read_frame(file: str, index: int) -> np.ndarray:
+def read_frame(file: str, index: int) -> np.ndarray:
+    """Frame ``index`` of ``file`` decoded again (RGB uint8), for overlays drawn after the analysis."""
     from facskit.io import iter_frames
 
     for frame in iter_frames(file):

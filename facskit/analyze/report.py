@@ -141,7 +141,7 @@ def key_frames(result: AUResult, folder: Path, count: int = KEY_FRAMES_PER_FILE)
 def _heatmap_frame(result: AUResult, folder: Path, file: str, frame: int) -> np.ndarray | None:
     from facskit.analyze.overlay import draw_frame
     from facskit.analyze.pipeline import FaceResult, FrameResult
-    from facskit.analyze.plots import _read_frame
+    from facskit.analyze.plots import read_frame
     from facskit.models.spec import ModelSpec
 
     stem = _stem_for(result, folder, file)
@@ -181,7 +181,7 @@ def _heatmap_frame(result: AUResult, folder: Path, file: str, frame: int) -> np.
                 convention=result.attrs.get("heatmap_convention", "bmvc"),
                 crop_size=int(result.attrs.get("alignment", {}).get("crop_size", 256)),
             )
-            image = _read_frame(file, frame)
+            image = read_frame(file, frame)
             return draw_frame(FrameResult(file, frame, 0.0, image, faces), spec, result.aus)
     return None
 
