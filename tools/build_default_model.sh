@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build facskit/weights/default.ckpt from the synthetic generator, ../shared/realfaces and the teacher.
-# Usage: tools/build_default_model.sh WORK_DIR [REALFACES_DIR]    (about 75 minutes on 2 CPU cores)
+# Usage: tools/build_default_model.sh WORK_DIR [REALFACES_DIR]    (about 90 minutes on 2 CPU cores)
 # Needs: pip install -e ".[teach,test]" (the teacher's LiteRT runtime; scikit-learn for the map's report).
 set -euo pipefail
 WORK=${1:?usage: tools/build_default_model.sh WORK_DIR [REALFACES_DIR]}
 REAL=$(realpath "${2:-$(dirname "$0")/../../shared/realfaces}")
 REPO=$(realpath "$(dirname "$0")/..")
-mkdir -p "$WORK" && cd "$WORK"
+mkdir -p "$WORK" && WORK=$(realpath "$WORK") && cd "$WORK"
 LONDON="$REAL/webmorphR.stim"
 
 # Held out of training for the real-face benchmark: every third London Set identity (26 of 76), by number.
@@ -24,9 +24,15 @@ facskit synth --out tex_synth --format folder --subjects 24 --sequences 1 --fram
   --textures textures --workers 2 --quiet
 facskit prepare folder tex_synth --out tex_cache --workers 2 --landmarks detect --quiet
 
-# 2. The teacher's map from blendshapes to intensities, fitted on the textured renders (known intensities).
+# 2. The teacher's map from blendshapes to intensities: zero from real neutral faces (training identities),
+#    checked against the textured renders' known intensities (benchmarks/results/teacher_map.md).
+neutral=()
+for id in $(ls "$LONDON/london_neutral" | sed 's/_.*//' | sort | grep -vxFf london_heldout.txt); do
+  neutral+=("$LONDON/london_neutral/${id}_03.jpg")
+done
+facskit teach "${neutral[@]}" "$LONDON/canada_neutral" --out neutral_teach --quiet
 facskit teach tex_synth/media --out tex_teach --quiet
-python "$REPO/tools/fit_teacher_map.py" --cache tex_teach --labels tex_synth/labels.csv \
+python "$REPO/tools/fit_teacher_map.py" --neutral neutral_teach --cache tex_teach --labels tex_synth/labels.csv \
   --out "$REPO/facskit/teacher/au_map.json" --report "$REPO/benchmarks/results/teacher_map.md"
 
 # 3. Real faces labelled by the teacher. Every file's licence allows training (MANIFEST.csv); left out:
@@ -41,7 +47,11 @@ facskit teach "${london[@]}" "$LONDON/canada_neutral" "$LONDON/lisa" "$LONDON/zo
   "$REAL/blink_pexels" "$REAL/obama_weekly_pd" "$REAL/tears_of_steel_ccby" \
   --out real_teach --frame-step 2 --quiet
 
-# 4. Fine-tune the synthetic-only model on all three (facskit/configs/default-model-real.yaml).
-facskit train default-model-real --data synth_cache --out run \
-  "data.extra_caches=[tex_cache,real_teach]" "model.init_from=$REPO/facskit/weights/synthetic-only.ckpt"
+# 4. Fine-tune the synthetic-only model (the default shipped until 2026-12-03, trained by facskit on
+#    synth_cache with `facskit train default-model`; taken from git) on all three sources
+#    (facskit/configs/default-model-real.yaml). One thread: on a shared 2-core machine two OpenMP threads
+#    waited for each other (1 img/s against 14 with one).
+git -C "$REPO" show 57c2028:facskit/weights/default.ckpt > synthetic_only.ckpt
+OMP_NUM_THREADS=1 facskit train default-model-real --data synth_cache --out run \
+  "data.extra_caches=[tex_cache,real_teach]" "model.init_from=$WORK/synthetic_only.ckpt"
 echo "trained: $WORK/run/last.ckpt (copy it to facskit/weights/default.ckpt)"
