@@ -105,6 +105,14 @@ def resolve_model(
             onnx_backend = OnnxBackend(text, device=device)
             card.update(source=text, trained=None, backend="onnx", hash=_file_hash(Path(text)))
             return onnx_backend, card
+        if Path(text).is_file():
+            from facskit.runtime.shipped import shipped_backend
+
+            # ONNX files exported beside this very checkpoint (the shipped default has them): no torch.
+            shipped = shipped_backend(text, device, backend, precision)
+            if shipped is not None:
+                card.update(source=text, trained=True, **shipped[1].card, hash=shipped[1].weights_hash)
+                return shipped[0], card
         from facskit.models.registry import create_model, list_models
 
         if Path(text).is_file():
@@ -356,6 +364,7 @@ class Detector:
             "readout": spec.readout,
             "backend": self.backend.name,
             "precision": getattr(self.backend, "precision", "fp32"),
+            "backend_check": getattr(self.backend, "check", None),
             "detect_every": self.detect_every,
             "faces": self.faces,
             "frame_step": self.frame_step,
@@ -460,9 +469,17 @@ def concrete_device(device: str, model: Any = None) -> str:
         except ImportError:  # OnnxBackend names the missing extra
             return "cpu"
         return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
+    if not gpu_driver_present():
+        return "cpu"  # torch.cuda.is_available() would say the same after a 1.3 s import
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpu_driver_present() -> bool:
+    """Whether an NVIDIA (CUDA) or AMD (ROCm) kernel driver is loaded (``/proc``, ``/dev``): without one
+    neither torch nor ONNX Runtime can see a GPU, so ``auto`` is the CPU without importing either."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))
 
 
 def _merge_calibrations(calibrations: Sequence[Any]) -> dict[str, Any] | None:

@@ -190,14 +190,22 @@ def recorded_backend(out_dir: Path | str) -> tuple[str, str] | None:
     return None
 
 
-def check_run_file(out_dir: Path, options: dict[str, Any]) -> None:
+# run.json keys that inform and are never compared: how the backend was chosen and its measured error
+# (a speed re-measured on a busier day must not refuse a resume with the same backend and precision).
+INFORMATIONAL_KEYS = ("backend_check",)
+
+
+def check_run_file(out_dir: Path, options: dict[str, Any], info: Mapping[str, Any] | None = None) -> None:
     """Refuse to mix results made with different numbers-changing options (backend and precision included)
     in one folder, naming what differs. A run file of an older facskit lacks some keys: those are added
-    (each result and part records its own options too, and one that differs is redone, never mixed)."""
+    (each result and part records its own options too, and one that differs is redone, never mixed).
+    ``info`` (:data:`INFORMATIONAL_KEYS`) is written with a new run file, never compared."""
     path = out_dir / RUN_FILE
     previous = read_run_file(out_dir)
     if previous is not None:
-        changed = sorted(k for k in previous if previous.get(k) != options.get(k))
+        changed = sorted(
+            k for k in previous if k not in INFORMATIONAL_KEYS and previous.get(k) != options.get(k)
+        )
         if changed:
             differences = ", ".join(
                 f"{k}: {brief(previous.get(k))} there, {brief(options.get(k))} now" for k in changed
@@ -208,7 +216,8 @@ def check_run_file(out_dir: Path, options: dict[str, Any]) -> None:
             )
         if set(options) <= set(previous):
             return
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(options, indent=2, sort_keys=True) + "\n"))
+    record = {**dict(info or {}), **options}
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n"))
 
 
 def is_analysis_output(source: Source) -> bool:

@@ -268,7 +268,7 @@ def plan_run(
     each input's result and skip those already written by the same input and options. Shared by the
     in-process and the Ray paths; the caller holds :func:`output_lock`."""
     opts = run_options(detector, options)
-    check_run_file(out_dir, opts)
+    check_run_file(out_dir, opts, {"backend_check": getattr(detector.backend, "check", None)})
     clean_leftovers(out_dir)
     plan = RunPlan([], [], RunReport())
     sources: list[tuple[str, Source]] = []

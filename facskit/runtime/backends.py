@@ -58,6 +58,9 @@ class TorchBackend:
     CUDA: autocast, i.e. AMP)."""
 
     name = "torch"
+    # How this backend was chosen (pinned, or the check's verdict with its measured AU error): recorded in
+    # run.json and every result's attrs. Set by whoever picks the backend.
+    check: dict | None = None
 
     def __init__(self, model: AUModel, device: str = "cpu", precision: str = "fp32") -> None:
         import torch
@@ -101,6 +104,7 @@ class OnnxBackend:
     """
 
     name = "onnx"
+    check: dict | None = None  # as TorchBackend.check
 
     def __init__(
         self, path: Path | str, device: str = "cpu", threads: int | None = None, precision: str = "fp32"
@@ -181,6 +185,14 @@ def create_backend(
     raise UsageError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
 
 
+def onnx_installed() -> bool:
+    """Whether the ``onnx`` package (export and quantisation; the ``[onnx]`` extra) is installed, without
+    importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
 def onnxruntime_installed() -> bool:
     """Whether the onnx backend can run here (the ``onnx`` extra is installed), without importing it."""
     import importlib.util
@@ -198,5 +210,6 @@ __all__ = [
     "Precision",
     "TorchBackend",
     "create_backend",
+    "onnx_installed",
     "onnxruntime_installed",
 ]

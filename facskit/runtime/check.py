@@ -31,6 +31,7 @@ from facskit.runtime.backends import (
     Precision,
     TorchBackend,
     create_backend,
+    onnx_installed,
     onnxruntime_installed,
 )
 
@@ -110,10 +111,19 @@ def choose(verdicts: list[Verdict]) -> Verdict:
 
 
 def available_candidates(
-    device: str, backend: BackendName, precision: Precision, flags: frozenset[str] | None = None
+    device: str,
+    backend: BackendName,
+    precision: Precision,
+    flags: frozenset[str] | None = None,
+    exported: bool = False,
 ) -> list[tuple[str, str]]:
-    """The (backend, precision) paths ``auto`` may consider here, within what the user pinned."""
+    """The (backend, precision) paths ``auto`` may consider here, within what the user pinned.
+
+    ONNX Runtime is a core dependency, but exporting and quantising a torch model also need the ``onnx``
+    package (the ``[onnx]`` extra); ``exported`` says the ONNX files exist already (shipped beside the
+    checkpoint), so ONNX Runtime alone is enough."""
     flags = cpu_flags() if flags is None else flags
+    onnx_ok = onnxruntime_installed() and (exported or onnx_installed())
     out = []
     for name, prec in CANDIDATES:
         if backend != "auto" and name != backend or precision != "auto" and prec != precision:
@@ -122,7 +132,7 @@ def available_candidates(
             continue  # on a GPU: torch with and without AMP
         if device == "cpu" and prec == "bf16" and not has_fast_bf16(flags):
             continue
-        if name == "onnx" and not onnxruntime_installed():
+        if name == "onnx" and not onnx_ok:
             continue
         out.append((name, prec))
     return out
@@ -210,20 +220,20 @@ def select_backend(
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
     if backend != "auto" and precision != "auto":
-        return create_backend(backend, model, device, precision, weights_hash)
+        return _recorded(create_backend(backend, model, device, precision, weights_hash), "pinned")
     if backend == "auto" and precision != "auto":
-        return create_backend(
-            "onnx" if precision == "int8" else "torch", model, device, precision, weights_hash
-        )
+        name = "onnx" if precision == "int8" else "torch"
+        return _recorded(create_backend(name, model, device, precision, weights_hash), "pinned")
     candidates = available_candidates(device, backend, precision)
     if not candidates:
         raise UsageError(f"no {backend} backend runs here with precision {precision}")
     if len(candidates) == 1:  # nothing to choose between: skip the check
         name, prec = candidates[0]
-        return create_backend(name, model, device, prec, weights_hash)
+        return _recorded(create_backend(name, model, device, prec, weights_hash), "only candidate")
     key = verdict_key(weights_hash, device)
     known = load_verdicts(key)
     missing = [c for c in candidates if c not in known]
+    source = "check (cached)" if not missing else "check (measured now)"
     if missing:
         measured = check_backends(model, weights_hash, device, sorted(set(missing) | {("torch", "fp32")}))
         save_verdicts(key, measured)
@@ -238,9 +248,24 @@ def select_backend(
                 stacklevel=3,
             )
     if not any(v.passed for v in verdicts):
-        return create_backend("torch", model, device, "fp32", weights_hash)
+        return _recorded(create_backend("torch", model, device, "fp32", weights_hash), "no path passed")
     best = choose(verdicts)
-    return create_backend(best.backend, model, device, best.precision, weights_hash)
+    return _recorded(create_backend(best.backend, model, device, best.precision, weights_hash), source, best)
+
+
+def _recorded(backend: Backend, source: str, verdict: Verdict | None = None) -> Backend:
+    """``backend`` with how it was chosen (and, after a check, its measured AU error against fp32) in its
+    ``check`` attribute, which run.json and every result's attrs record."""
+    record: dict[str, Any] = {"source": source, "backend": backend.name, "precision": backend.precision}
+    if verdict is not None:
+        record.update(
+            mean_delta=verdict.mean_delta,
+            max_delta=verdict.max_delta,
+            images_per_s=verdict.images_per_s,
+            faces=verdict.faces,
+        )
+    backend.check = record  # type: ignore[attr-defined]
+    return backend
 
 
 def always_torch(device: str, backend: BackendName, precision: Precision) -> bool:
