@@ -13,7 +13,6 @@ Exports used by analysis are cached under :func:`cache_dir`, keyed by
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from functools import partial
 from pathlib import Path
@@ -96,10 +95,9 @@ def spec_from_metadata(metadata: dict[str, str], path: Path | str) -> ModelSpec:
 
 def cache_dir() -> Path:
     """Where exported models are cached: ``$FACSKIT_CACHE`` or ``$XDG_CACHE_HOME/facskit`` (~/.cache)."""
-    root = os.environ.get("FACSKIT_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facskit"
+    from facskit.faces.models import cache_dir as facskit_cache_dir
+
+    return facskit_cache_dir()
 
 
 def cached_onnx_path(model: AUModel, weights_hash: str | None = None) -> Path:

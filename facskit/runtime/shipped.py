@@ -256,7 +256,9 @@ def shipped_backend(
         if path is None:
             return None
         chosen = OnnxBackend(path, precision=precision)
-        chosen.check = {"source": "pinned", "backend": "onnx", "precision": precision}
+        stored = {(v["backend"], v["precision"]): v for v in shipped.verdicts}.get(("onnx", precision), {})
+        errors = {k: stored[k] for k in ("mean_delta", "max_delta", "faces") if k in stored}
+        chosen.check = {"source": "pinned", "backend": "onnx", "precision": precision, **errors}
         return chosen, shipped
     allowed = tuple(available_candidates(device, backend, "auto", exported=True))  # type: ignore[arg-type]
     verdict, source = choose_shipped(shipped, backend, allowed)
