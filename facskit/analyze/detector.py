@@ -71,7 +71,11 @@ Source = str | os.PathLike[str] | np.ndarray | Any
 
 
 def resolve_model(
-    model: str | os.PathLike[str] | AUModel, device: str, backend: BackendName, precision: Precision = "fp32"
+    model: str | os.PathLike[str] | AUModel,
+    device: str,
+    backend: BackendName,
+    precision: Precision = "fp32",
+    quiet: bool = False,
 ) -> tuple[Backend, dict]:
     """A backend for ``model`` plus the model card facts that go into ``.attrs``.
 
@@ -140,7 +144,8 @@ def resolve_model(
     from facskit.models.checkpoint import weights_hash
 
     card["hash"] = weights_hash(net)
-    return select_backend(net, card["hash"], device, backend, precision), card
+    progress = (lambda _: None) if quiet else None
+    return select_backend(net, card["hash"], device, backend, precision, progress), card
 
 
 def _load_checkpoint(path: str) -> tuple[AUModel, dict[str, Any]]:
@@ -193,6 +198,7 @@ class Detector:
             ``"bf16"`` (torch autocast; fp16 AMP on CUDA) or ``"int8"`` (ONNX Runtime, statically quantised).
         pipelined: overlap decode, face tracking and the network on threads (same numbers as the serial
             loop, which ``pipelined=False`` runs).
+        quiet: no progress lines on stderr while a first backend check runs.
     """
 
     @renamed_keyword("every", "detect_every")
@@ -210,6 +216,7 @@ class Detector:
         frame_step: int = 1,
         precision: Precision = "auto",
         pipelined: bool = True,
+        quiet: bool = False,
     ) -> None:
         if faces not in FACE_SELECTIONS:
             raise UsageError(f"faces must be one of {', '.join(FACE_SELECTIONS)}, not {faces!r}")
@@ -225,7 +232,7 @@ class Detector:
         self.faces: FaceSelection = faces
         self.batch_size = int(batch_size)
         self.frame_step = int(frame_step)
-        self.backend, self.model_card = resolve_model(model, device, backend, precision)
+        self.backend, self.model_card = resolve_model(model, device, backend, precision, quiet)
         self.spec = self.backend.spec
         self.aus: tuple[int, ...] = tuple(self.spec.aus)
         self.thresholds = thresholds_for(self.aus, threshold)

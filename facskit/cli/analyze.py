@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
             frame_step=args.frame_step,
             precision=args.precision,
             pipelined=not args.serial,
+            quiet=args.quiet,
         )
     options = OutputOptions(
         fmt=args.format,

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,16 +71,20 @@ def au_deltas(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, floa
     return float(diff.mean()), float(diff.max())
 
 
-def intensities(backend: Backend, crops: np.ndarray, batch: int = TIMING_BATCH) -> np.ndarray:
-    """AU intensities (N, A) of ``crops`` through ``backend`` (the pipeline's readout)."""
-    import torch
-
-    from facskit.models.spec import intensity_from_heatmaps
+def intensities(
+    backend: Backend, crops: np.ndarray, batch: int = TIMING_BATCH, times: list[float] | None = None
+) -> np.ndarray:
+    """AU intensities (N, A) of ``crops`` through ``backend`` (the pipeline's readout, in numpy as the
+    pipeline does it); ``times`` receives each batch's network time in seconds."""
+    from facskit.targets import intensity_from_heatmaps
 
     out = []
     for start in range(0, len(crops), batch):
+        began = time.perf_counter()
         maps = backend.heatmaps(crops[start : start + batch])  # (B, P, h, w)
-        out.append(intensity_from_heatmaps(torch.from_numpy(maps), backend.spec.convention).numpy())
+        if times is not None:
+            times.append(time.perf_counter() - began)
+        out.append(intensity_from_heatmaps(maps, backend.spec.convention))
     return np.concatenate(out)
 
 
@@ -94,12 +100,31 @@ def throughput(backend: Backend, crops: np.ndarray, repeats: int = 2) -> float:
     return len(batch) / best
 
 
-def measure(reference: Backend, candidate: Backend, crops: np.ndarray) -> Verdict:
-    """Compare ``candidate`` with ``reference`` (torch fp32) on ``crops`` and time it."""
-    mean_delta, max_delta = au_deltas(intensities(reference, crops), intensities(candidate, crops))
-    return Verdict(
-        candidate.name, candidate.precision, mean_delta, max_delta, throughput(candidate, crops), len(crops)
-    )
+def measure(
+    reference: Backend, candidate: Backend, crops: np.ndarray, expected: np.ndarray | None = None
+) -> Verdict:
+    """Compare ``candidate`` with ``reference`` (torch fp32) on ``crops`` and time it.
+
+    ``expected``: the reference's intensities on ``crops`` when already known (:func:`check_backends`
+    runs the reference once, not once per candidate: it is the slowest path). The speed is that of the
+    accuracy pass itself, its first batch (allocations, ORT's first-run optimisations) left out, so the
+    check runs every network over the faces once instead of once more per timing."""
+    if expected is None:
+        expected = intensities(reference, crops)
+    times: list[float] = []
+    got = intensities(candidate, crops, times=times)
+    mean_delta, max_delta = au_deltas(expected, got)
+    speed = pass_speed(candidate, crops, times)
+    return Verdict(candidate.name, candidate.precision, mean_delta, max_delta, speed, len(crops))
+
+
+def pass_speed(backend: Backend, crops: np.ndarray, times: list[float]) -> float:
+    """Images per second of an :func:`intensities` pass from its batch ``times``, the first (warm-up) batch
+    left out; a single-batch pass is timed again with :func:`throughput`."""
+    if len(times) < 2:
+        return throughput(backend, crops)
+    sizes = [min(TIMING_BATCH, len(crops) - start) for start in range(0, len(crops), TIMING_BATCH)]
+    return sum(sizes[1:]) / max(sum(times[1:]), 1e-9)
 
 
 def choose(verdicts: list[Verdict]) -> Verdict:
@@ -188,6 +213,7 @@ def check_backends(
     device: str,
     candidates: list[tuple[str, str]],
     crops: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Verdict]:
     """Measure ``candidates`` against torch fp32 on ``crops`` (default: the held-out real + synthetic
     check faces of :func:`facskit.runtime.quantize.face_crops`)."""
@@ -196,14 +222,18 @@ def check_backends(
 
         crops = face_crops(model.spec, "check")
     reference = TorchBackend(model, device, "fp32")
+    times: list[float] = []
+    expected = intensities(reference, crops, times=times)
     verdicts = []
-    for name, prec in candidates:
-        backend = (
-            reference
-            if (name, prec) == ("torch", "fp32")
-            else create_backend(name, model, device, prec, weights_hash)
-        )
-        verdicts.append(measure(reference, backend, crops))
+    for step, (name, prec) in enumerate(candidates, 1):
+        if progress is not None:
+            progress(f"backend check {step}/{len(candidates)}: {name} {prec}")
+        if (name, prec) == ("torch", "fp32"):
+            speed = pass_speed(reference, crops, times)
+            verdicts.append(Verdict("torch", "fp32", 0.0, 0.0, speed, len(crops)))
+            continue
+        backend = create_backend(name, model, device, prec, weights_hash)
+        verdicts.append(measure(reference, backend, crops, expected))
     return verdicts
 
 
@@ -213,8 +243,12 @@ def select_backend(
     device: str = "cpu",
     backend: BackendName = "torch",
     precision: Precision = "fp32",
+    progress: Callable[[str], None] | None = None,
 ) -> Backend:
-    """The backend a Detector runs: the pinned one, or with ``auto`` the fastest that passed the check."""
+    """The backend a Detector runs: the pinned one, or with ``auto`` the fastest that passed the check.
+
+    ``progress`` gets a line per step of a check that runs now (default: stderr, since a first check takes
+    seconds to a minute and a silent pause reads as a hang); pass ``lambda _: None`` to silence it."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -235,7 +269,14 @@ def select_backend(
     missing = [c for c in candidates if c not in known]
     source = "check (cached)" if not missing else "check (measured now)"
     if missing:
-        measured = check_backends(model, weights_hash, device, sorted(set(missing) | {("torch", "fp32")}))
+        say = progress or _stderr_line
+        say(
+            "facskit: checking which backend runs this model fastest within the accuracy limits "
+            f"(once per model and machine; cached in {verdict_file()}; --backend/--precision skip it)"
+        )
+        measured = check_backends(
+            model, weights_hash, device, sorted(set(missing) | {("torch", "fp32")}), progress=say
+        )
         save_verdicts(key, measured)
         known.update({(v.backend, v.precision): v for v in measured})
     verdicts = [known[c] for c in candidates if c in known]
@@ -251,6 +292,10 @@ def select_backend(
         return _recorded(create_backend("torch", model, device, "fp32", weights_hash), "no path passed")
     best = choose(verdicts)
     return _recorded(create_backend(best.backend, model, device, best.precision, weights_hash), source, best)
+
+
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _recorded(backend: Backend, source: str, verdict: Verdict | None = None) -> Backend:
