@@ -123,7 +123,7 @@ def test_auto_measures_when_no_verdict_is_cached(tiny_model, faces, cache, monke
     second = select_backend(tiny_model, "h1", "cpu", "torch", "auto")
     assert len(calls) == 1  # the second call read the cache
     assert first.check["source"] == "check (measured now)" and second.check["source"] == "check (cached)"
-    assert {"mean_delta", "max_delta", "images_per_s"} <= set(second.check)  # recorded in run.json, .meta.json
+    assert {"mean_delta", "max_delta", "images_per_s"} <= set(second.check)  # run.json, .meta.json
     assert (first.name, first.precision) == (second.name, second.precision)
     stored = backend_check.load_verdicts(backend_check.verdict_key("h1", "cpu"))
     assert set(stored) == {("torch", "bf16"), ("torch", "fp32")}
