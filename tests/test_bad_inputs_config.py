@@ -7,11 +7,9 @@ The configs and the small prepared cache are generated here; no fixture files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from facskit.config import Config, ConfigError, Range, apply_overrides, load_config
@@ -114,35 +112,19 @@ def test_out_of_range_tcae_fields_are_config_errors(override: str, message: str)
 
 
 def write_cache(root: Path, subjects: int, frames_per_subject: int = 4, size: int = 32) -> Path:
-    """A prepared cache written by hand in the documented format (meta.json, index.parquet, shards)."""
-    from facskit.data.cache import (
-        CACHE_FORMAT,
-        CACHE_VERSION,
-        INDEX_FILE,
-        LANDMARK_X,
-        LANDMARK_Y,
-        META_FILE,
-        SHARD_DIR,
-        ShardWriter,
-    )
+    """A small prepared cache of random crops, every face's landmarks on one made-up grid."""
+    from helpers import write_prepared_cache
 
-    (root / SHARD_DIR).mkdir(parents=True)
-    writer = ShardWriter(root / SHARD_DIR, "all", (size, size, 3), shard_size=8)
     rng = np.random.default_rng(0)
-    rows = []
-    for s in range(subjects):
-        for f in range(frames_per_subject):
-            shard, offset = writer.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-            row = {"subject": f"S{s}", "sequence": "a", "frame": f, "AU06": float(f % 6), "AU12": 1.0}
-            row.update(shard=shard, offset=offset, skip_reason="")
-            row.update({c: 8.0 + j % 16 for j, c in enumerate(LANDMARK_X)})
-            row.update({c: 8.0 + j % 16 for j, c in enumerate(LANDMARK_Y)})
-            rows.append(row)
-    writer.close()
-    pd.DataFrame(rows).to_parquet(root / INDEX_FILE, index=False)
-    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "aus": [6, 12]}
-    (root / META_FILE).write_text(json.dumps(meta))
-    return root
+    landmarks = np.repeat(8.0 + np.arange(68)[:, None] % 16, 2, axis=1)
+
+    def faces():
+        for s in range(subjects):
+            for f in range(frames_per_subject):
+                row = {"subject": f"S{s}", "sequence": "a", "frame": f, "AU06": float(f % 6), "AU12": 1.0}
+                yield "all", row, rng.integers(0, 256, (size, size, 3), dtype=np.uint8), landmarks
+
+    return write_prepared_cache(root, faces(), {"aus": [6, 12]}, shard_size=8)
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

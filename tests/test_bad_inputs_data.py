@@ -1,7 +1,7 @@
 """Hostile dataset labels, damaged files in caches and run folders, and hostile `facskit synth` arguments:
 each is one more problem line (labels) or a one-line error naming the file or option, never a traceback.
 
-Every hostile file is generated here; no fixtures.
+Every hostile file is generated here or by helpers.py; no fixture files.
 """
 
 from __future__ import annotations
@@ -11,40 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_disfa
 
-from facskit.aus import DISFA_AUS
 from facskit.data import read_bp4d, read_disfa, read_folder
 from facskit.data.index import MAX_FRAME_NUMBER, read_intensity_file
 from facskit.errors import FacskitError, UsageError
 
 HUGE = str(2**63)
-
-
-def write_video(path: Path, n_frames: int, size: tuple[int, int] = (64, 48)) -> None:
-    """A small grey MPEG-4 AVI (frame i at grey level 10 * i)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=20)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(n_frames):
-            image = np.full((size[1], size[0], 3), 10 * i % 256, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
-
-
-def make_disfa(root: Path, n_frames: int = 6) -> Path:
-    for name in ("SN001", "SN002"):
-        write_video(root / "Videos_LeftCamera" / f"LeftVideo{name}_comp.avi", n_frames)
-        labels = root / "ActionUnit_Labels" / name
-        labels.mkdir(parents=True, exist_ok=True)
-        for code in DISFA_AUS:
-            lines = [f"{f},{f % 6}" for f in range(1, n_frames + 1)]
-            (labels / f"{name}_au{code}.txt").write_text("\n".join(lines) + "\n")
-    return root
 
 
 # --- labels -------------------------------------------------------------------------------------------------
@@ -74,7 +50,7 @@ def test_inf_and_nan_frame_numbers_are_junk_lines(tmp_path: Path) -> None:
 def test_disfa_reader_and_prepare_survive_a_huge_frame_number(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_disfa(tmp_path / "disfa")
+    root = make_disfa(tmp_path / "disfa", n_frames=6)
     au1 = root / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
     au1.write_text(au1.read_text() + f"{HUGE},1\n")
     index = read_disfa(root)

@@ -7,20 +7,10 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from helpers import write_prepared_cache
 
-from facskit.data.cache import (
-    CACHE_FORMAT,
-    CACHE_VERSION,
-    INDEX_FILE,
-    LANDMARK_X,
-    LANDMARK_Y,
-    META_FILE,
-    SHARD_DIR,
-    PreparedCache,
-    ShardWriter,
-)
+from facskit.data.cache import META_FILE, SHARD_DIR, PreparedCache, ShardWriter
 from facskit.errors import DatasetError
 
 SIZE = 32
@@ -56,28 +46,19 @@ def test_shard_writer_streams_valid_npy_shards(tmp_path: Path) -> None:
         writer2.append(np.zeros((SIZE, SIZE, 3), np.float32))
 
 
-def make_cache(root: Path, n: int = 9, skipped: tuple[int, ...] = (2, 5)) -> pd.DataFrame:
-    """A small cache written by hand in the documented format: 3 subjects, some frames skipped."""
-    (root / SHARD_DIR).mkdir(parents=True)
-    writer = ShardWriter(root / SHARD_DIR, "all", (SIZE, SIZE, 3), shard_size=3)
-    rows = []
-    for i in range(n):
-        row = {"subject": f"S{i % 3}", "sequence": "a", "frame": i, "AU06": float(i % 6), "AU12": np.nan}
-        if i in skipped:
-            row.update(shard="", offset=-1, skip_reason="no_face")
-            row.update({c: np.nan for c in LANDMARK_X + LANDMARK_Y})
-        else:
-            shard, offset = writer.append(crop(i))
-            row.update(shard=shard, offset=offset, skip_reason="")
-            row.update({c: float(i + j) for j, c in enumerate(LANDMARK_X)})
-            row.update({c: float(-i - j) for j, c in enumerate(LANDMARK_Y)})
-        rows.append(row)
-    writer.close()
-    table = pd.DataFrame(rows)
-    table.to_parquet(root / INDEX_FILE, index=False)
-    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "aus": [6, 12]}
-    (root / META_FILE).write_text(json.dumps(meta))
-    return table
+def make_cache(root: Path, n: int = 9, skipped: tuple[int, ...] = (2, 5)) -> Path:
+    """A small cache: 3 subjects, some frames skipped; frame i's landmark j at (i + j, -i - j)."""
+
+    def faces():
+        for i in range(n):
+            row = {"subject": f"S{i % 3}", "sequence": "a", "frame": i, "AU06": float(i % 6), "AU12": np.nan}
+            if i in skipped:
+                yield "all", {**row, "skip_reason": "no_face"}, None, None
+            else:
+                j = np.arange(68, dtype=np.float64)
+                yield "all", row, crop(i), np.stack([i + j, -i - j], axis=1)
+
+    return write_prepared_cache(root, faces(), {"aus": [6, 12]}, shard_size=3)
 
 
 def test_prepared_cache_items_and_subsets(tmp_path: Path) -> None:

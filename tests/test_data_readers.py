@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
+from helpers import disfa_value, make_disfa, write_video
 from scipy.io import savemat
 
 from facskit.aus import BP4D_AUS, DISFA_AUS, au_column
@@ -15,33 +15,6 @@ from facskit.data import read_bp4d, read_disfa, read_folder
 from facskit.data.disfa import complete_66_to_68, read_disfa_landmarks
 from facskit.data.index import read_intensity_file
 from facskit.errors import DatasetError
-
-
-def write_video(path: Path, n_frames: int, size: tuple[int, int] = (64, 48)) -> None:
-    """A small MPEG-4 AVI whose frame i is uniformly grey level 10 * i."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=20)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for i in range(n_frames):
-            image = np.full((size[1], size[0], 3), 10 * i % 256, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
-
-
-def disfa_value(subject: int, code: int, frame: int) -> int:
-    return (subject + code + frame) % 6
-
-
-def make_disfa(root: Path, subjects: tuple[int, ...] = (1, 2), n_frames: int = 10) -> None:
-    for s in subjects:
-        name = f"SN{s:03d}"
-        write_video(root / "Videos_LeftCamera" / f"LeftVideo{name}_comp.avi", n_frames)
-        label_dir = root / "ActionUnit_Labels" / name
-        label_dir.mkdir(parents=True, exist_ok=True)
-        for code in DISFA_AUS:
-            lines = [f"{f},{disfa_value(s, code, f)}" for f in range(1, n_frames + 1)]
-            (label_dir / f"{name}_au{code}.txt").write_text("\n".join(lines) + "\n")
 
 
 def test_disfa_labels_round_trip(tmp_path: Path) -> None:

@@ -17,23 +17,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import write_prepared_cache
 
 from facskit.align import MEAN_FACE_256, rescale_points
 from facskit.aus import au_column, au_points
 from facskit.cli import main
-from facskit.data.cache import (
-    CACHE_FORMAT,
-    CACHE_VERSION,
-    INDEX_FILE,
-    LANDMARK_X,
-    LANDMARK_Y,
-    META_FILE,
-    SHARD_DIR,
-    PreparedCache,
-    ShardWriter,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from facskit.data.cache import PreparedCache
 from facskit.data.folds import fold_split
 from facskit.errors import CheckpointError, DatasetError, UsageError
 
@@ -56,35 +45,29 @@ TINY = [
 
 def make_cache(path: Path, aus=CACHE_AUS, subjects: int = 6, frames: int = 6, seed: int = 0) -> Path:
     """A prepared cache of ``subjects`` x ``frames`` faces (one sequence each) with random labels."""
-    (path / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     base = rescale_points(MEAN_FACE_256, 256, CROP)
-    rows = []
-    for s in range(subjects):
-        subject = f"S{s:02d}"
-        writer = ShardWriter(path / SHARD_DIR, f"{subject}-seq", (CROP, CROP, 3), shard_size=4)
-        for f in range(frames):
-            landmarks = (base + rng.normal(0, 0.3, base.shape)).astype(np.float32)
-            intensities = rng.integers(0, 6, len(aus)).astype(np.float32)
-            if f == 0:
-                intensities[-1] = np.nan  # one unknown label per subject
-            image = np.full((CROP, CROP, 3), 80 + 10 * s, np.uint8)
-            points = au_points(landmarks[None].astype(np.float64), aus)[0]  # (A, 2, 2)
-            for a, value in enumerate(intensities):
-                for x, y in points[a] if np.isfinite(value) and value > 0 else []:
-                    cv2.circle(image, (round(x), round(y)), int(value), (255, 255, 255), -1)
-            shard, offset = writer.append(image)
-            row = {"subject": subject, "sequence": "T1", "frame": f + 1, "source": "", "source_frame": f}
-            row.update({"shard": shard, "offset": offset, "landmark_source": "test", "skip_reason": ""})
-            row.update({au_column(code): value for code, value in zip(aus, intensities, strict=True)})
-            row.update({name: landmarks[i, 0] for i, name in enumerate(LANDMARK_X)})
-            row.update({name: landmarks[i, 1] for i, name in enumerate(LANDMARK_Y)})
-            rows.append(row)
-        writer.close()
-    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "dataset": "test", "aus": list(aus)}
-    write_json_atomic({**meta, "align": {"kind": "bmvc", "size": CROP}}, path / META_FILE)
-    write_parquet_atomic(pd.DataFrame(rows), path / INDEX_FILE)
-    return path
+
+    def faces():
+        for s in range(subjects):
+            subject = f"S{s:02d}"
+            for f in range(frames):
+                landmarks = (base + rng.normal(0, 0.3, base.shape)).astype(np.float32)
+                intensities = rng.integers(0, 6, len(aus)).astype(np.float32)
+                if f == 0:
+                    intensities[-1] = np.nan  # one unknown label per subject
+                image = np.full((CROP, CROP, 3), 80 + 10 * s, np.uint8)
+                points = au_points(landmarks[None].astype(np.float64), aus)[0]  # (A, 2, 2)
+                for a, value in enumerate(intensities):
+                    for x, y in points[a] if np.isfinite(value) and value > 0 else []:
+                        cv2.circle(image, (round(x), round(y)), int(value), (255, 255, 255), -1)
+                row = {"subject": subject, "sequence": "T1", "frame": f + 1, "source": "", "source_frame": f}
+                row.update({"landmark_source": "test", "skip_reason": ""})
+                row.update({au_column(code): value for code, value in zip(aus, intensities, strict=True)})
+                yield f"{subject}-seq", row, image, landmarks
+
+    meta = {"dataset": "test", "aus": list(aus), "align": {"kind": "bmvc", "size": CROP}}
+    return write_prepared_cache(path, faces(), meta, shard_size=4)
 
 
 def assert_metrics_close(actual: dict, expected: dict) -> None:
