@@ -26,6 +26,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import killed_after_parts
 from PIL import Image
 
 from facskit.analyze import outdir, runner
@@ -184,19 +185,8 @@ def test_overlapping_parts_are_dropped_before_they_can_duplicate_rows(
     result: the overlapping one is redone."""
     source, expected = reference
     out = tmp_path / "out"
-    write_part, calls = runner.write_part, []
-
-    def stop_after_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:
-            raise KeyboardInterrupt
-        return write_part(*args, **kwargs)
-
-    runner.write_part = stop_after_two
-    try:
+    with killed_after_parts(2):
         assert analyze(out, [source], checkpoint) == 130
-    finally:
-        runner.write_part = write_part
     parts = sorted((out / ".parts" / "clip").glob("part-*.parquet"))
     assert [p.name for p in parts] == ["part-000000000.parquet", "part-000000002.parquet"]
     overlapping = parts[1].with_name("part-000000001.parquet")  # frames 1-2 again, as a 3-frame chunking
@@ -213,19 +203,8 @@ def test_overlapping_parts_are_dropped_before_they_can_duplicate_rows(
 def test_a_resume_never_mixes_backends(tmp_path, reference, checkpoint, capsys) -> None:
     source, expected = reference
     out = tmp_path / "out"
-    write_part, calls = runner.write_part, []
-
-    def killed(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
-        return write_part(*args, **kwargs)
-
-    runner.write_part = killed
-    try:
+    with killed_after_parts(1):
         assert analyze(out, [source], checkpoint) == 130  # torch fp32, one part written
-    finally:
-        runner.write_part = write_part
     capsys.readouterr()
     # Other explicit ones are refused, naming the difference.
     assert analyze(out, [source], checkpoint, "--backend", "torch", "--precision", "bf16") == 2
@@ -245,19 +224,8 @@ def test_parts_of_another_backend_restart_the_file(tmp_path, reference, checkpoi
     their backend, and parts of another one are discarded, never continued."""
     source, _ = reference
     out = tmp_path / "out"
-    write_part, calls = runner.write_part, []
-
-    def killed(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
-        return write_part(*args, **kwargs)
-
-    runner.write_part = killed
-    try:
+    with killed_after_parts(1):
         assert analyze(out, [source], checkpoint, "--backend", "torch", "--precision", "bf16") == 130
-    finally:
-        runner.write_part = write_part
     (out / outdir.RUN_FILE).unlink()
     capsys.readouterr()
     assert analyze(out, [source], checkpoint) == 0
@@ -415,6 +383,11 @@ def test_a_truncated_result_is_redone_and_refused_by_report_and_plot(
 # ------------------------------------------------------------------------------ property: kill / rerun / race
 
 
+def leave_a_part_half_written(part_args: tuple, number: int) -> None:
+    """What a SIGKILL mid-write leaves besides the parts before: the part's temporary file."""
+    Path(part_args[0], f".part-{number:09d}.parquet.killed00.tmp").write_bytes(b"")
+
+
 def snapshot(out: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(out)): p.read_bytes()
@@ -451,26 +424,12 @@ def test_any_interleaving_of_kills_reruns_and_concurrent_runs_ends_in_one_clean_
     schedule, reference, checkpoint
 ) -> None:
     source, expected = reference
-    write_part = runner.write_part
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
         for event, k, chunk in schedule:
             if event == "kill":
-                calls: list[int] = []
-
-                def killed(*args, _calls=calls, _k=k, **kwargs):
-                    _calls.append(1)
-                    if len(_calls) > _k:
-                        # SIGKILL mid-write also leaves the part's temporary file behind.
-                        Path(args[0], f".part-{len(_calls):09d}.parquet.killed00.tmp").write_bytes(b"")
-                        raise KeyboardInterrupt
-                    return write_part(*args, **kwargs)
-
-                runner.write_part = killed
-                try:
+                with killed_after_parts(k, on_kill=leave_a_part_half_written):
                     assert analyze(out, [source], checkpoint, "--chunk-frames", str(chunk)) in (0, 130)
-                finally:
-                    runner.write_part = write_part
             elif event == "concurrent":
                 before = snapshot(out) if out.exists() else {}
                 with outdir.output_lock(out):

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import killed_after_parts
 from PIL import Image
 
-from facskit.analyze import outdir, runner
+from facskit.analyze import outdir
 from facskit.analyze.detector import Detector
 from facskit.analyze.report import build_report, script_json
 from facskit.analyze.result_files import read_result
@@ -175,19 +176,8 @@ def test_a_corrupt_sidecar_is_redone_by_analyze_and_named_by_report(tmp_path, ch
 def test_a_corrupt_part_is_redone(tmp_path, checkpoint, capsys) -> None:
     out, expected = tmp_path / "out", tmp_path / "expected"
     assert analyze(expected, [CLIP], checkpoint, "--max-frames", "6") == 0
-    write_part, calls = runner.write_part, []
-
-    def killed(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:
-            raise KeyboardInterrupt
-        return write_part(*args, **kwargs)
-
-    runner.write_part = killed
-    try:
+    with killed_after_parts(2):
         assert analyze(out, [CLIP], checkpoint, "--max-frames", "6") == 130
-    finally:
-        runner.write_part = write_part
     part = out / ".parts" / "sample_clip" / "part-000000002.parquet"
     part.write_bytes(part.read_bytes()[:40])
     capsys.readouterr()
