@@ -5,6 +5,7 @@ this folder on ``sys.path`` for the conftest beside it); fixtures stay in ``conf
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,13 @@ def make_disfa(root: Path, subjects: tuple[int, ...] = (1, 2), n_frames: int = 1
             lines = [f"{f},{disfa_value(s, code, f)}" for f in range(1, n_frames + 1)]
             (label_dir / f"{name}_au{code}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def copy_of(source: Path, path: Path) -> Path:
+    """``source`` copied to ``path``, its folder made: a test's input under the name the test is about."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, path)
+    return path
 
 
 # --- prepared caches ----------------------------------------------------------------------------------------

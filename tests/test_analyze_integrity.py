@@ -26,7 +26,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import killed_after_parts
+from helpers import copy_of, killed_after_parts
 from PIL import Image
 
 from facskit.analyze import outdir, runner
@@ -79,19 +79,14 @@ def other_clip(path: Path, frames: int = FRAMES + 2) -> Path:
 
 @pytest.fixture
 def clip(tmp_path) -> Path:
-    target = tmp_path / "d1" / "clip.mp4"
-    target.parent.mkdir()
-    shutil.copy(CLIP, target)
-    return target
+    return copy_of(CLIP, tmp_path / "d1" / "clip.mp4")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, checkpoint) -> tuple[Path, pd.DataFrame]:
     """One uninterrupted run on a fixed copy of the clip: (the copy, its result)."""
     root = tmp_path_factory.mktemp("reference")
-    source = root / "in" / "clip.mp4"
-    source.parent.mkdir()
-    shutil.copy(CLIP, source)
+    source = copy_of(CLIP, root / "in" / "clip.mp4")
     assert analyze(root / "out", [source], checkpoint) == 0
     return source, rows_of(root / "out" / "clip.csv")
 
@@ -242,9 +237,7 @@ def test_parts_of_another_backend_restart_the_file(tmp_path, reference, checkpoi
 
 
 def test_an_input_named_summary_keeps_its_result(tmp_path, checkpoint) -> None:
-    image = tmp_path / "in" / "summary.jpg"
-    image.parent.mkdir()
-    shutil.copy(FACE, image)
+    image = copy_of(FACE, tmp_path / "in" / "summary.jpg")
     out = tmp_path / "out"
     assert analyze(out, [image], checkpoint) == 0
     assert read_result(out / "summary_jpg.csv")["face_detected"].all()
@@ -474,9 +467,7 @@ def test_real_processes_sigkill_and_a_concurrent_run(tmp_path, checkpoint) -> No
     """Separate processes: one SIGKILLed right after a part lands, then two started together; the folder
     ends with one clean result equal to an uninterrupted run, and no process printed a traceback."""
     frames = 40
-    source = tmp_path / "in" / "clip.mp4"
-    source.parent.mkdir()
-    shutil.copy(CLIP, source)
+    source = copy_of(CLIP, tmp_path / "in" / "clip.mp4")
     expected_dir = tmp_path / "expected"
     assert analyze(expected_dir, [source], checkpoint, "--serial", frames=frames) == 0
     out = tmp_path / "out"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import killed_after_parts
+from helpers import copy_of, killed_after_parts
 from PIL import Image
 
 from facskit.analyze import outdir
@@ -210,9 +210,7 @@ def test_script_json_cannot_end_its_script_element() -> None:
 
 
 def test_a_file_named_like_html_does_not_swallow_the_report(tmp_path, checkpoint) -> None:
-    hostile = tmp_path / "in" / "<!--<script>.jpg"
-    hostile.parent.mkdir()
-    shutil.copy(FACE, hostile)
+    hostile = copy_of(FACE, tmp_path / "in" / "<!--<script>.jpg")
     out = tmp_path / "out"
     assert analyze(out, [hostile], checkpoint) == 0
     page = build_report(out)
