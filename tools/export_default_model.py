@@ -2,6 +2,7 @@
 
     python tools/export_default_model.py                 # after every change of facskit/weights/default.ckpt
     python tools/export_default_model.py path/to/model.ckpt
+    facskit export default --beside                      # the same, from the command line
 
 Writes ``default.onnx`` (fp32, verified against torch), ``default-int8.onnx`` (static int8, calibrated on the
 bundled sample clip and synthetic faces) and ``default.onnx.json`` (the checkpoint's SHA-256 and weights
