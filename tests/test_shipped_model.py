@@ -170,3 +170,15 @@ def test_auto_choice_for_shipped_exports(monkeypatch) -> None:
     assert chosen["precision"] == "fp32" and chosen["images_per_s"] == 80.0 and "timed here" in source
     chosen, _ = choose_shipped(_fake(verdicts, "elsewhere", int8=False), "auto", allowed)
     assert chosen["precision"] == "fp32"
+
+
+def test_without_onnxruntime_the_checkpoint_runs_on_torch(monkeypatch) -> None:
+    """An environment installed before ONNX Runtime became a core dependency keeps analysing (with torch)."""
+    import facskit.runtime.backends as backends
+    from facskit.runtime.shipped import shipped_backend
+
+    _current()
+    assert shipped_backend(DEFAULT_WEIGHTS, "cpu", "onnx", "fp32") is not None
+    monkeypatch.setattr(backends, "onnxruntime_installed", lambda: False)
+    assert shipped_backend(DEFAULT_WEIGHTS, "cpu", "auto", "auto") is None
+    assert shipped_backend(DEFAULT_WEIGHTS, "cpu", "torch", "fp32") is None

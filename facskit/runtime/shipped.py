@@ -245,6 +245,10 @@ def shipped_backend(
         return None
     if backend == "auto" and precision == "fp32":
         return None
+    from facskit.runtime.backends import onnxruntime_installed
+
+    if not onnxruntime_installed():  # an environment installed before it became core: torch, as then
+        return None
     shipped = shipped_exports(checkpoint)
     if shipped is None:
         return None
