@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facskit.synth import SYNTH_AUS, FaceRenderer, Pose, sample_identity, sample_scene
-from facskit.synth.sequence import au_timeline
+from facskit.synth import FaceRenderer
+from facskit.synth.sequence import random_aus, random_still
 from facskit.synth.texture import animate_face, dlib_models, iter_texture_faces
 from facskit.synth.writers import write_dataset
 
@@ -68,13 +68,7 @@ def main() -> None:
     rng = np.random.default_rng(123)
     images, truths = [], []
     for i in range(args.frames):
-        identity = sample_identity(rng, i)
-        levels = au_timeline(rng, 40)[int(rng.integers(40))]
-        aus = {c: float(v) for c, v in zip(SYNTH_AUS, levels, strict=True) if v > 0}
-        pose = Pose(
-            rng.uniform(-20, 20), rng.uniform(-15, 15), rng.uniform(-15, 15), scale=rng.uniform(0.85, 1.1)
-        )
-        image, lm = renderer.render(identity, aus, pose, rng, sample_scene(rng))
+        image, lm = random_still(renderer, rng, i, 40)
         images.append(image)
         truths.append(lm.astype(np.float64))
     rate_s, err_s = dlib_scores(images, truths)
@@ -82,9 +76,7 @@ def main() -> None:
     faces = iter_texture_faces(MEDIA / "WolfgangLanger_Pexels.mp4", 256)
     for i in range(args.frames):
         crop, base = next(faces)
-        levels = au_timeline(rng, 40)[int(rng.integers(40))]
-        aus = {c: float(v) for c, v in zip(SYNTH_AUS, levels, strict=True) if v > 0}
-        image, lm = animate_face(crop, base, aus, seed=i)
+        image, lm = animate_face(crop, base, random_aus(rng, 40), seed=i)
         images.append(image)
         truths.append(lm.astype(np.float64))
     rate_t, err_t = dlib_scores(images, truths)

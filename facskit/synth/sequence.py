@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facskit.synth.face_model import POSE_LIMITS_DEG, SYNTH_AUS, Identity
-from facskit.synth.render import FaceRenderer, Pose, Scene
+from facskit.synth.face_model import POSE_LIMITS_DEG, SYNTH_AUS, Identity, sample_identity
+from facskit.synth.render import FaceRenderer, Pose, Scene, sample_scene
 
 # Expected fraction of frames inside an expression episode: DISFA-like, most frames neutral.
 DEFAULT_ACTIVITY = 0.45
@@ -170,6 +170,29 @@ def generate_sequence(
     intensities = au_timeline(rng, frames, activity)
     poses = pose_timeline(rng, frames, head_motion)
     for i in range(frames):
-        aus = {code: float(v) for code, v in zip(SYNTH_AUS, intensities[i], strict=True) if v > 0}
-        image, landmarks = renderer.render(identity, aus, poses[i], rng, scene)
+        image, landmarks = renderer.render(identity, frame_aus(intensities[i]), poses[i], rng, scene)
         yield SynthFrame(i, image, landmarks, intensities[i], poses[i].yaw, poses[i].pitch, poses[i].roll)
+
+
+def frame_aus(intensities: np.ndarray) -> dict[int, float]:
+    """One frame of an :func:`au_timeline` as the renderer takes it: AU code -> intensity, zeros left out."""
+    return {code: float(v) for code, v in zip(SYNTH_AUS, intensities, strict=True) if v > 0}
+
+
+def random_aus(rng: np.random.Generator, timeline_frames: int) -> dict[int, float]:
+    """The AUs of one frame drawn at random from a fresh ``timeline_frames``-long :func:`au_timeline`."""
+    return frame_aus(au_timeline(rng, timeline_frames)[int(rng.integers(timeline_frames))])
+
+
+def random_still(
+    renderer: FaceRenderer, rng: np.random.Generator, identity_id: int, timeline_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One still for measuring what sees the faces (dlib's detection rate, landmark error): identity
+    ``identity_id`` drawn from ``rng``, :func:`random_aus`, a near-frontal pose (|yaw| <= 20, |pitch| and
+    |roll| <= 15 degrees, scale 0.85-1.1) and a random scene; (image, landmarks) as ``renderer.render``."""
+    identity = sample_identity(rng, identity_id)
+    aus = random_aus(rng, timeline_frames)
+    pose = Pose(
+        rng.uniform(-20, 20), rng.uniform(-15, 15), rng.uniform(-15, 15), scale=rng.uniform(0.85, 1.1)
+    )
+    return renderer.render(identity, aus, pose, rng, sample_scene(rng))

@@ -41,7 +41,14 @@ from facskit.errors import FacskitError, UsageError
 from facskit.io.atomic import atomic_write_bytes, atomic_write_parquet
 from facskit.synth.face_model import SYNTH_AUS, sample_identity
 from facskit.synth.render import FaceRenderer, sample_scene
-from facskit.synth.sequence import DEFAULT_ACTIVITY, FPS, SynthFrame, au_timeline, generate_sequence
+from facskit.synth.sequence import (
+    DEFAULT_ACTIVITY,
+    FPS,
+    SynthFrame,
+    au_timeline,
+    frame_aus,
+    generate_sequence,
+)
 from facskit.synth.texture import animate_face, estimate_pose, find_sources, iter_texture_faces
 
 Format = Literal["disfa", "bp4d", "folder"]
@@ -168,8 +175,7 @@ def _frames_of(
         faces = iter_texture_faces(source, renderer.size, start)
         for i in range(frames):
             crop, base = next(faces)
-            aus = {c: float(v) for c, v in zip(SYNTH_AUS, intensities[i], strict=True) if v > 0}
-            image, landmarks = animate_face(crop, base, aus, seed=spec.subject_index)
+            image, landmarks = animate_face(crop, base, frame_aus(intensities[i]), seed=spec.subject_index)
             yaw, pitch, roll = estimate_pose(landmarks, renderer.size)
             yield SynthFrame(i, image, landmarks, intensities[i], yaw, pitch, roll)
 
