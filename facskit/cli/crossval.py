@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from facskit.aus import OCCURRENCE_THRESHOLD
+from facskit.cli.options import add_cache_option, add_overrides, add_scoring_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,22 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", help=f"preset ({', '.join(training_presets())}) or YAML path (base: PRESET starts from one)"
     )
-    parser.add_argument(
-        "--data", required=True, metavar="CACHE", help="prepared cache folder (facskit prepare)"
-    )
+    add_cache_option(parser)
     parser.add_argument("--folds", type=int, default=3, help="subject-exclusive folds (default 3)")
     parser.add_argument("--out", required=True, metavar="DIR", help="cross-validation folder (resumable)")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=OCCURRENCE_THRESHOLD,
-        help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass in evaluation")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="evaluation device: auto (CUDA when available; default), cpu, cuda[:N]",
+    add_scoring_options(
+        parser,
+        batch_help="frames per forward pass in evaluation",
+        device_help="evaluation device: auto (CUDA when available; default), cpu, cuda[:N]",
     )
     parser.add_argument(
         "--checkpoint",
@@ -45,13 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fold checkpoint to evaluate: last (default) or best (chosen on the held-out fold = test set)",
     )
     parser.add_argument("--quiet", action="store_true", help="no training progress output")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides for every fold, e.g. train.epochs=2",
-    )
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
+    add_overrides(parser, "config overrides for every fold, e.g. train.epochs=2")
 
 
 def run(args: argparse.Namespace) -> int:

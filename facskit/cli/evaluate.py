@@ -13,23 +13,16 @@ from __future__ import annotations
 
 import argparse
 
-from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.cli import add_deprecated_alias
+from facskit.cli.options import add_cache_option, add_fold_options, add_scoring_options, evaluation_keywords
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", metavar="RUN_OR_CKPT", help="run folder (facskit train --out) or checkpoint file"
     )
-    parser.add_argument(
-        "--data", required=True, metavar="CACHE", help="prepared cache folder (facskit prepare)"
-    )
-    parser.add_argument(
-        "--fold", type=int, default=None, metavar="K", help="held-out fold (default: the run's)"
-    )
-    parser.add_argument(
-        "--folds", type=int, default=None, metavar="N", help="number of folds (default: the run's, else 3)"
-    )
+    add_cache_option(parser)
+    add_fold_options(parser, "the run's, else 3")
     parser.add_argument(
         "--split",
         choices=("test", "train", "all"),
@@ -43,14 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--predictions", metavar="FILE", help="write per-frame predictions (.parquet, or .csv)"
     )
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=OCCURRENCE_THRESHOLD,
-        help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
+    add_scoring_options(parser)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers reading crops (default 0)")
     parser.add_argument(
         "--quiet", action="store_true", help="print the table only (no notes, no list of the files written)"
@@ -63,17 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from facskit.eval.evaluate import evaluate, write_json, write_predictions
 
-    result = evaluate(
-        args.model,
-        args.data,
-        split=args.split,
-        fold=args.fold,
-        folds=args.folds,
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
-    )
+    result = evaluate(args.model, args.data, **evaluation_keywords(args))
     for note in result.metrics["notes"]:
         if not args.quiet:
             print(f"note: {note}", file=sys.stderr)

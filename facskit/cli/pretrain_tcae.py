@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.cli.options import add_overrides
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from facskit.config_loader import list_presets
@@ -23,12 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, metavar="DIR", help="run folder; an existing run there is resumed"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="config overrides, e.g. train.epochs=3 optim.lr=1e-4",
-    )
+    add_overrides(parser, "config overrides, e.g. train.epochs=3 optim.lr=1e-4")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from facskit.cli import add_deprecated_alias
+from facskit.cli.options import add_device_option
 
 
 def _fractions(text: str) -> list[float]:
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for fractions below 1, average over this many random draws of the labelled frames per fold "
         "(1%% of a small set is a few dozen frames; one draw is noisy). Default 1",
     )
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
+    add_device_option(parser)
     parser.add_argument("--seed", type=int, default=0)
     out = parser.add_mutually_exclusive_group()
     out.add_argument(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from facskit.aus import OCCURRENCE_THRESHOLD
+from facskit.cli.options import add_cache_option, add_fold_options, add_scoring_options, evaluation_keywords
 
 
 def _levels(text: str) -> list[float]:
@@ -22,9 +22,7 @@ def _levels(text: str) -> list[float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="RUN", help="run folder (facskit train --out) or checkpoint file")
-    parser.add_argument(
-        "--data", required=True, metavar="CACHE", help="prepared cache folder (facskit prepare)"
-    )
+    add_cache_option(parser)
     parser.add_argument(
         "--noise",
         type=_levels,
@@ -35,23 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", help="output folder (default: RUN/robustness, or ./robustness)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the landmark noise (default 0)")
-    parser.add_argument(
-        "--fold", type=int, default=None, metavar="K", help="held-out fold (default: the run's)"
-    )
-    parser.add_argument(
-        "--folds", type=int, default=None, metavar="N", help="number of folds (default: the run's)"
-    )
+    add_fold_options(parser, "the run's")
     parser.add_argument(
         "--split", choices=("test", "train", "all"), default="test", help="frames to use (default test)"
     )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=OCCURRENCE_THRESHOLD,
-        help=f"occurrence = intensity >= this (default {OCCURRENCE_THRESHOLD:g})",
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available; default), cpu, cuda[:N]")
+    add_scoring_options(parser)
     parser.add_argument(
         "--workers", type=int, default=0, help="DataLoader workers re-aligning crops (default 0)"
     )
@@ -63,19 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from facskit.eval.robustness import robustness, robustness_markdown, write_robustness
 
-    result = robustness(
-        args.model,
-        args.data,
-        args.noise,
-        seed=args.seed,
-        split=args.split,
-        fold=args.fold,
-        folds=args.folds,
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
-    )
+    result = robustness(args.model, args.data, args.noise, seed=args.seed, **evaluation_keywords(args))
     model = Path(args.model)
     out = Path(args.out) if args.out else (model / "robustness" if model.is_dir() else Path("robustness"))
     paths = write_robustness(result, out)

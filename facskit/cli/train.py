@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from facskit.cli.options import add_overrides
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from facskit.config import training_presets
@@ -22,12 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder; an existing run is resumed")
     parser.add_argument("--fold", type=int, default=None, metavar="K", help="held-out fold (sets data.fold)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides: optim.lr=1e-3 train.epochs=3"
-    )
-    # Overrides may follow the options (`CONFIG --data D --out R optim.lr=1e-3`), which plain parse_args
-    # rejects once the positional list has been consumed; intermixed parsing accepts both orders.
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
+    add_overrides(parser, "config overrides: optim.lr=1e-3 train.epochs=3")
 
 
 def run(args: argparse.Namespace) -> int:
