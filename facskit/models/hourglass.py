@@ -24,37 +24,22 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from facskit.models.resnet import Bottleneck
 from facskit.models.spec import AUModel, ModelSpec
 
 
-class ResidualBottleneck(nn.Module):
+class ResidualBottleneck(Bottleneck):
     """Pre-activation-free bottleneck with expansion 2 (the reference's `Bottleneck`).
 
     1x1 to out/2, 3x3, 1x1 back to out, BN after each; the residual (projected by a 1x1 conv + BN when the
-    channel count changes) is added before the last ReLU.
+    channel count changes) is added before the last ReLU: ResNet's bottleneck at stride 1 with half the
+    output channels inside, so its layers and their state_dict keys are the ResNet block's.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        mid = out_channels // 2
-        self.conv1 = nn.Conv2d(in_channels, mid, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, mid, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid)
-        self.conv3 = nn.Conv2d(mid, out_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.downsample: nn.Module | None = None
-        if in_channels != out_channels:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels)
-            )
+    expansion = 2
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
-        out = self.bn3(self.conv3(out))
-        residual = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + residual, inplace=True)
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels // 2, out_channels=out_channels)
 
 
 class Hourglass(nn.Module):

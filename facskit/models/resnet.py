@@ -61,9 +61,12 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int = 1, out_channels: int | None = None
+    ) -> None:
+        """``out_channels``: ``planes * expansion`` unless given (the Hourglass's blocks expand by 2)."""
         super().__init__()
-        out_channels = planes * self.expansion
+        out_channels = planes * self.expansion if out_channels is None else out_channels
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
