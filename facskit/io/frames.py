@@ -7,21 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from facskit.deprecation import renamed_keyword
 from facskit.io.image import image_page_count, image_size, iter_image_pages
 from facskit.io.media import MediaFile, MediaKind, media_kind
-from facskit.io.video import iter_video_frames, probe_video
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A frame of a media file: 0-based index, timestamp in seconds, (H, W, 3) uint8 RGB pixels."""
-
-    index: int
-    timestamp: float
-    image: np.ndarray
+from facskit.io.video import Frame, iter_video_frames, probe_video
 
 
 @dataclass(frozen=True)
@@ -68,5 +57,4 @@ def iter_frames(
         for page, image in enumerate(iter_image_pages(media.path)):
             yield Frame(page, 0.0, image)
         return
-    for frame in iter_video_frames(media.path, frame_step=frame_step, threads=threads):
-        yield Frame(frame.index, frame.timestamp, frame.image)
+    yield from iter_video_frames(media.path, frame_step=frame_step, threads=threads)

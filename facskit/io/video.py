@@ -24,12 +24,17 @@ TRUNCATION_SLACK_FRAMES = 5  # frames fewer than the header's count that still c
 
 
 @dataclass(frozen=True)
-class VideoFrame:
-    """One decoded frame: 0-based decode-order index, seconds since the stream start, (H, W, 3) uint8 RGB."""
+class Frame:
+    """A frame of a media file: 0-based index (a video's in decode order, a multi-page image's page),
+    timestamp in seconds since the stream start (0.0 for an image), (H, W, 3) uint8 RGB pixels.
+    :func:`facskit.io.iter_frames` yields these for images and videos alike."""
 
     index: int
     timestamp: float
     image: np.ndarray
+
+
+VideoFrame = Frame  # its name when only videos had frames
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 @renamed_keyword("every", "frame_step")
 def iter_video_frames(
     path: str | os.PathLike[str], frame_step: int = 1, threads: int | None = None
-) -> Iterator[VideoFrame]:
+) -> Iterator[Frame]:
     """Decode every frame and yield every ``frame_step``-th one (index 0, frame_step, 2*frame_step, ...).
 
     ``threads=None`` lets FFmpeg pick its frame + slice threads (one per core); a number caps them, so a
@@ -121,7 +126,7 @@ def iter_video_frames(
                     timestamp = float((frame.pts - start_pts) * time_base)
                 else:
                     timestamp = index / float(rate) if rate else float("nan")
-                yield VideoFrame(index, timestamp, frame.to_ndarray(format="rgb24"))
+                yield Frame(index, timestamp, frame.to_ndarray(format="rgb24"))
         except (av.FFmpegError, OSError, ValueError) as error:
             raise MediaError(
                 f"{path}: video breaks off after {index} decoded frames ({_first_line(error)})"
