@@ -3,7 +3,7 @@
 The package is built in layers (docs/architecture.md draws them); a module may import from its own layer
 and from the layers below it, never from a layer above. Lowest first:
 
-    foundation   errors, device, deprecation, config_loader, config   (importable from anywhere)
+    foundation   errors, device, deprecation, lazy, config_loader, config   (importable from anywhere)
     media        io, faces, align, aus, targets, metrics
     data         data, synth, teacher
     models       models
@@ -43,7 +43,7 @@ PACKAGE = "facskit"
 
 #: Layer of each top-level name under facskit/ (a subpackage or a module), lowest first.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "device", "deprecation", "config_loader", "config")),
+    ("foundation", ("errors", "device", "deprecation", "lazy", "config_loader", "config")),
     ("media", ("io", "faces", "align", "aus", "targets", "metrics")),
     ("data", ("data", "synth", "teacher")),
     ("models", ("models",)),

@@ -4,8 +4,9 @@
 Names are re-exported lazily (PEP 562), so importing the package loads neither torch nor dlib.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from facskit.lazy import lazy_exports
 
 __all__ = ["AUResult", "Detector", "read_result", "write_result"]
 
@@ -22,7 +23,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from facskit.analyze.results import AUResult
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'facskit.analyze' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -9,8 +9,9 @@
 Names are loaded on first use, so ``import facskit.eval`` does not import torch.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from facskit.lazy import lazy_exports
 
 __all__ = [
     "CrossvalResult",
@@ -60,7 +61,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'facskit.eval' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

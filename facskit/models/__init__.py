@@ -7,8 +7,9 @@ Names are re-exported lazily (PEP 562): importing the package, or its torch-free
 (which the ONNX Runtime path reads specs with), does not import torch.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from facskit.lazy import lazy_exports
 
 __all__ = [
     "AUModel",
@@ -71,7 +72,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'facskit.models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

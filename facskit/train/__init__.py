@@ -4,8 +4,9 @@
 Heavy imports (torch) happen when these names are first used, so ``import facskit.train`` is cheap.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from facskit.lazy import lazy_exports
 
 __all__ = ["HeatmapDataset", "StepSampler", "TrainResult", "augment_sample", "masked_mse", "train"]
 
@@ -25,7 +26,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'facskit.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)
