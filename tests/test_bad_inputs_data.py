@@ -163,6 +163,11 @@ def test_damaged_run_and_crossval_files_are_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
+        ({"workers": 0}, "--workers must be at least 1"),
+        ({"size": 255}, "--size must be an even number"),
+        ({"format": "fera"}, "--format must be one of"),
+        ({"activity": 0.0}, "--activity must be positive"),
+        ({"head_motion": -1.0}, "--head-motion must be >= 0"),
         ({"activity": float("nan")}, "--activity must be positive"),
         ({"activity": float("inf")}, "--activity must be positive"),
         ({"activity": 1e300}, "--activity must be positive and at most 100"),
@@ -172,7 +177,7 @@ def test_damaged_run_and_crossval_files_are_named(tmp_path: Path) -> None:
         ({"seed": 1.5}, "--seed must be a whole number >= 0"),
     ],
 )
-def test_write_dataset_refuses_non_finite_and_negative_arguments(
+def test_write_dataset_refuses_bad_arguments_before_anything_is_written(
     tmp_path: Path, arguments: dict[str, object], message: str
 ) -> None:
     from facskit.synth.writers import write_dataset

@@ -227,23 +227,3 @@ def test_texture_mode_animates_a_real_face_and_flags_unknown_base(tmp_path: Path
     write_dataset(tmp_path / "out", "folder", subjects=1, frames=3, seed=1, textures=textures, quiet=True)
     truth = pd.read_parquet(tmp_path / "out" / "synth_ground_truth.parquet")
     assert truth.base_expression_unknown.all() and (truth.texture_source == source.name).all()
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        ({"workers": 0}, "--workers must be at least 1"),
-        ({"activity": 0.0}, "--activity must be positive"),
-        ({"head_motion": -1.0}, "--head-motion must be >= 0"),
-        ({"size": 255}, "--size must be an even number"),
-        ({"format": "fera"}, "--format must be one of"),
-    ],
-)
-def test_bad_arguments_are_usage_errors_before_anything_is_written(
-    tmp_path: Path, arguments: dict[str, object], message: str
-) -> None:
-    from facskit.errors import UsageError
-
-    with pytest.raises(UsageError, match=message):
-        write_dataset(tmp_path / "out", **{"subjects": 1, "frames": 2, "quiet": True, **arguments})
-    assert not (tmp_path / "out").exists()
