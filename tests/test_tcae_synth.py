@@ -42,8 +42,25 @@ def test_synth_cli_passes_head_motion_to_the_generator(tmp_path) -> None:
     from facskit.cli import main
 
     out = tmp_path / "still"
-    args = ["synth", str(out), "--format", "folder", "--subjects", "1", "--frames", "4", "--head-motion", "0"]
+    args = [
+        "synth",
+        "--out",
+        str(out),
+        "--format",
+        "folder",
+        "--subjects",
+        "1",
+        "--frames",
+        "4",
+        "--head-motion",
+        "0",
+    ]
     assert main([*args, "--quiet"]) == 0
     truth = pd.read_parquet(out / "synth_ground_truth.parquet")
     assert len(truth) == 4 and truth[["yaw", "pitch", "roll"]].std().max() < 1e-6
-    assert main(["synth", str(tmp_path / "bad"), "--format", "folder", "--head-motion", "-1", "--quiet"]) == 2
+    # A negative motion is refused by the argument parser itself: usage and one error line, exit 2.
+    with pytest.raises(SystemExit) as refused:
+        main(
+            ["synth", "--out", str(tmp_path / "bad"), "--format", "folder", "--head-motion", "-1", "--quiet"]
+        )
+    assert refused.value.code == 2
