@@ -128,7 +128,11 @@ def checks(analyse: Analyse) -> dict[str, object]:
         smile, cry = _mean(rows, "AU12", 320, 471), _mean(rows, "AU12", 60, 150)
         brow_cry, brow_smile = _mean(rows, "AU04", 60, 150), _mean(rows, "AU04", 320, 471)
         out["Wolfgang AU12 smile - cry"] = f"{smile:.2f} - {cry:.2f} = {smile - cry:+.2f}"
-        out["Wolfgang AU04 cry - smile"] = f"{brow_cry:.2f} - {brow_smile:.2f} = {brow_cry - brow_smile:+.2f}"
+        out["Wolfgang AU04 cry - smile"] = (
+            f"{brow_cry:.2f} - {brow_smile:.2f} = {brow_cry - brow_smile:+.2f}"
+            if np.isfinite(brow_cry) and np.isfinite(brow_smile)
+            else "AU4 not read"
+        )
         out["Wolfgang pass"] = bool(smile - cry >= 1.0 and brow_cry - brow_smile >= 0.5)
     if LONDON.is_dir():
         wins, margins = 0, []
