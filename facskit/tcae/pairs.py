@@ -443,9 +443,9 @@ class SegmentCrop:
 
 
 def default_aligner(
-    size: int = 256, every: int = 5, crop: str = "track", max_drift: float = 0.15
+    size: int = 256, detect_every: int = 5, crop: str = "track", max_drift: float = 0.15
 ) -> FrameAligner:
-    """Face tracking (dlib, detection every ``every`` frames) + BMVC alignment, as the analysis pipeline.
+    """Face tracking (dlib, detection every ``detect_every`` frames) + BMVC alignment, as in analysis.
 
     ``crop="aligned"`` aligns every frame on its own landmarks (key: the face id); ``"track"`` crops each
     frame through its track segment's matrix (:class:`SegmentCrop`; key: (face id, segment)).
@@ -455,7 +455,7 @@ def default_aligner(
 
     if crop not in VIDEO_CROPS:
         raise ValueError(f"unknown crop mode {crop!r}; choose from: {', '.join(VIDEO_CROPS)}")
-    tracker = FaceTracker(every=every)
+    tracker = FaceTracker(detect_every=detect_every)
     spec = AlignSpec(kind="bmvc", size=size)
     segments = SegmentCrop(spec, max_drift) if crop == "track" else None
 

@@ -239,7 +239,7 @@ class _Pairs:
             self.videos,
             lambda: default_aligner(
                 size=256,
-                every=config.data.detect_every,
+                detect_every=config.data.detect_every,
                 crop=self.video_crop,
                 max_drift=config.data.max_drift,
             ),

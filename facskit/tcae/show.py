@@ -217,7 +217,7 @@ def pairs_from_video(
         raise ValueError(f"{path}: {total} frames, too short for a gap of {gap}")
     sources = np.unique(np.linspace(0, total - 1 - gap, count).round().astype(int))
     wanted = set(sources.tolist()) | set((sources + gap).tolist())
-    tracker = FaceTracker(every=5)
+    tracker = FaceTracker(detect_every=5)
     faces: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (image, landmarks (68, 2))
     for frame in iter_frames(Path(path)):
         tracked = [f for f in tracker.update(frame.image) if getattr(f, "success", True)]  # every frame
