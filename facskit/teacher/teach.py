@@ -160,7 +160,8 @@ class _Labeller:
                     for face in usable:
                         rows.append(self._face_row(frame.image, frame.index, face, key, source, writer))
             except MediaError as error:
-                problems.append(f"{media.path}: {error}")
+                text = str(error)  # MediaError usually names the file already
+                problems.append(text if str(media.path) in text else f"{media.path}: {text}")
                 if not rows:
                     rows.append(_empty_row(self.aus, key, source, 0, SKIP_UNREADABLE))
             writer.close()
