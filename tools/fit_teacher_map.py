@@ -34,16 +34,18 @@ import numpy as np
 import pandas as pd
 
 from facskit.aus import au_column
-from facskit.teacher.au_map import AU_SOURCES, LIPS_APART, MAX_INTENSITY, AUMap, MonotoneMap
+from facskit.teacher.au_map import (
+    AU_SOURCES,
+    LIPS_APART,
+    MAX_INTENSITY,
+    AUMap,
+    MonotoneMap,
+    table_coefficients,
+)
 
 QUANTILES = np.linspace(0.0, 1.0, 41)
 NEUTRAL_QUANTILE = 0.95
 FULL_SCALE = {LIPS_APART: 0.25}  # coefficient read as intensity 5; 1.0 for every blendshape
-
-
-def coefficients(index: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
-    columns = ["lips_apart" if name == LIPS_APART else f"bs_{name}" for name in names]
-    return index[columns].to_numpy(dtype=np.float64).mean(axis=1)
 
 
 def quantile_map(x: np.ndarray, y: np.ndarray) -> MonotoneMap:
@@ -100,10 +102,10 @@ def main() -> None:
         truth_column = au_column(au) + "_truth"
         if truth_column not in joined:
             continue
-        x, y = coefficients(joined, names), joined[truth_column].to_numpy(dtype=np.float64)
+        x, y = table_coefficients(joined, names), joined[truth_column].to_numpy(dtype=np.float64)
         ok = np.isfinite(x) & np.isfinite(y)
         x, y = x[ok], y[ok]
-        maps[au] = anchored_map(coefficients(neutral, names), names)
+        maps[au] = anchored_map(table_coefficients(neutral, names), names)
         mapped, matched = maps[au](x), quantile_map(x, y)(x)
         iso = IsotonicRegression(y_min=0, y_max=MAX_INTENSITY, out_of_bounds="clip").fit(x, y).predict(x)
         zero = maps[au].x[-2] if len(maps[au].x) == 3 else 0.0

@@ -52,6 +52,7 @@ from facskit.data.cache import (
 )
 from facskit.data.index import LANDMARKS_COLUMN, DatasetIndex, Problem
 from facskit.errors import DatasetError
+from facskit.io.lock import hold_lock, share_lock
 from facskit.io.media import VIDEO_EXTENSIONS
 from facskit.io.progress import Progress
 
@@ -378,28 +379,14 @@ def _run_task(task: _Task) -> _Outcome:
 
 
 def _hold_lock(path: Path, exclusive: bool) -> Any:
-    """Open ``path`` and take a shared or (non-blocking) exclusive flock; None where flock does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no protection against concurrent runs
-        return None
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle.fileno(), (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
-    except BlockingIOError:
-        handle.close()
-        raise DatasetError(
+    return hold_lock(
+        path,
+        exclusive,
+        DatasetError(
             f"{path.parent} is being written by another `facskit prepare` (or the workers of a killed one "
             "are finishing); wait for it to end, then run again"
-        ) from None
-    return handle
-
-
-def _share_lock(handle: Any) -> None:
-    if handle is not None:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        ),
+    )
 
 
 def _check_meta(out: Path, meta: dict[str, Any]) -> None:
@@ -462,7 +449,7 @@ def prepare_dataset(
     lock = _hold_lock(out / LOCK_FILE, exclusive=True)
     # Nobody else holds it: downgrade to shared so this run's workers can join; a second run, which asks
     # for it exclusively, is refused until this run and all its workers have let go.
-    _share_lock(lock)
+    share_lock(lock)
     try:
         import facskit
 

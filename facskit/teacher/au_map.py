@@ -58,6 +58,17 @@ MASKED_AUS: tuple[int, ...] = (4, 6, 9, 17, 23, 24)
 _INDEX = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
 
 
+def coefficient_column(name: str) -> str:
+    """The teach cache's column of a coefficient: ``bs_<name>`` for a blendshape, ``lips_apart`` for
+    LIPS_APART (facskit.teacher.teach writes them; a map is refitted or reapplied from them)."""
+    return "lips_apart" if name == LIPS_APART else f"bs_{name}"
+
+
+def table_coefficients(table: Any, names: tuple[str, ...]) -> np.ndarray:
+    """(N,) float64: the mean of the named coefficients over a teach cache's rows, as :func:`coefficient`."""
+    return table[[coefficient_column(n) for n in names]].to_numpy(dtype=np.float64).mean(axis=1)
+
+
 def coefficient(reading: TeacherReading, names: tuple[str, ...]) -> float:
     """The mean of the named coefficients of one reading (LIPS_APART is the mesh's lip gap)."""
     values = [
@@ -106,8 +117,7 @@ class AUMap:
         out = np.full((len(table), len(aus)), np.nan, dtype=np.float32)
         for i, au in enumerate(aus):
             if au in self.maps and au in AU_SOURCES:
-                columns = ["lips_apart" if n == LIPS_APART else f"bs_{n}" for n in AU_SOURCES[au]]
-                out[:, i] = self.maps[au](table[columns].to_numpy(dtype=np.float64).mean(axis=1))
+                out[:, i] = self.maps[au](table_coefficients(table, AU_SOURCES[au]))
         return out
 
     def to_json(self) -> dict:

@@ -17,7 +17,6 @@ rebuilds ``index.parquet`` from the parts of the inputs given. A lock file keeps
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -52,14 +51,16 @@ from facskit.data.cache import (
 )
 from facskit.errors import DatasetError, MediaError, UsageError
 from facskit.io import MediaFile, MediaKind, Progress, expand_path, probe
-from facskit.teacher.au_map import AUMap, load_au_map
+from facskit.io.lock import hold_lock
+from facskit.teacher.au_map import LIPS_APART, AUMap, coefficient_column, load_au_map
 from facskit.teacher.blendshapes import BLENDSHAPE_NAMES, BUNDLE_SHA256, BlendshapeTeacher
 
 SKIP_TEACHER_NO_FACE = "teacher_no_face"  # the mesh model does not see a face where dlib fitted one
 MIN_PRESENCE = 0.5  # the mesh model's own face threshold (MediaPipe's min_face_presence_confidence)
 SHARD_SIZE = 500
 LOCK_FILE = ".lock"
-BLENDSHAPE_COLUMNS = [f"bs_{name}" for name in BLENDSHAPE_NAMES]
+BLENDSHAPE_COLUMNS = [coefficient_column(name) for name in BLENDSHAPE_NAMES]
+LIPS_APART_COLUMN = coefficient_column(LIPS_APART)
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _columns(aus: Sequence[int]) -> list[str]:
         + LANDMARK_X
         + LANDMARK_Y
         + POSE_COLUMNS
-        + ["face_detected", "landmark_source", "skip_reason", "teacher_presence", "lips_apart"]
+        + ["face_detected", "landmark_source", "skip_reason", "teacher_presence", LIPS_APART_COLUMN]
         + BLENDSHAPE_COLUMNS
     )
 
@@ -118,7 +119,7 @@ def _typed(part: pd.DataFrame, aus: Sequence[int]) -> pd.DataFrame:
     """Fixed column order and dtypes, so parts concatenate and compare identically."""
     part = part.reindex(columns=_columns(aus))
     floats = [au_column(a) for a in aus] + LANDMARK_X + LANDMARK_Y + POSE_COLUMNS
-    floats += ["teacher_presence", "lips_apart"] + BLENDSHAPE_COLUMNS
+    floats += ["teacher_presence", LIPS_APART_COLUMN] + BLENDSHAPE_COLUMNS
     for name in floats:
         part[name] = part[name].astype(np.float32)
     for name in ("frame", "source_frame", "offset", "face_id"):
@@ -191,16 +192,6 @@ class _Labeller:
         row.update(zip(LANDMARK_X, aligned.landmarks[:, 0].tolist(), strict=True))
         row.update(zip(LANDMARK_Y, aligned.landmarks[:, 1].tolist(), strict=True))
         return row
-
-
-def _lock(out: Path) -> Any:
-    handle = (out / LOCK_FILE).open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UsageError(f"{out} is being written by another facskit run; wait for it to finish") from None
-    return handle
 
 
 def _check_meta(out: Path, meta: dict[str, Any]) -> bool:
@@ -277,7 +268,8 @@ def teach(
     (out / PART_DIR).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = TeachSummary(files=len(media))
-    lock = _lock(out)
+    busy = UsageError(f"{out} is being written by another facskit run; wait for it to finish")
+    lock = hold_lock(out / LOCK_FILE, exclusive=True, busy=busy)
     try:
         meta = {
             "format": CACHE_FORMAT,
@@ -332,7 +324,8 @@ def teach(
             out / "summary.json",
         )  # fmt: skip
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
     if progress:
         print(f"teach: {summary.text()}", file=stream if stream is not None else sys.stderr)
     return summary
