@@ -1,6 +1,7 @@
 """The real-face pictures of docs/model_card.md: overlays of two models on the same real faces.
 
-For the group photo, a frame of the bundled laughing clip and two held-out London Set pairs, each model's
+For a frame of the bundled laughing clip (Pexels licence) and two held-out London Set pairs (CC BY 4.0,
+attributed in docs/model_card.md), each model's
 ``facskit analyze --overlay-video`` frame (heatmaps of the chosen AUs, intensity bars) is put side by side,
 previous model on the left, new on the right, and written as one PNG per scene.
 
@@ -22,9 +23,9 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 LONDON = SHARED / "realfaces" / "webmorphR.stim"
-# (name, media, frame of the overlay video to show)
+# (name, media, frame of the overlay video to show). Only media whose licence allows a derived picture in
+# the repo: ../shared/media/multi_face.jpg has none recorded, so the group photo is measured, not drawn.
 SCENES = [
-    ("realface_multi_face", SHARED / "media" / "multi_face.jpg", 0),
     ("realface_laugh", REPO / "facskit" / "assets" / "sample_clip.mp4", 90),
     ("realface_london_001_neutral", LONDON / "london_neutral" / "001_03.jpg", 0),
     ("realface_london_001_smiling", LONDON / "london_smiling" / "001_08.jpg", 0),
