@@ -20,8 +20,10 @@ from scipy.interpolate import LinearNDInterpolator
 
 from facskit.errors import MediaError, UsageError
 from facskit.synth.appearance import apply_layers, au_appearance_layers, draw_mouth_interior
+from facskit.synth.depth import depth_map
 from facskit.synth.face_model import MEAN_SHAPE_2D, expression_shape
-from facskit.synth.render import EYE_CENTRE_FRACTION, IOD_FRACTION, TEETH_RGB, depth_map
+from facskit.synth.features import TEETH_RGB
+from facskit.synth.posing import EYE_CENTRE_FRACTION, IOD_FRACTION
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
