@@ -1,6 +1,6 @@
 """Helpers several test modules share: hand-made inputs (videos, dataset layouts, prepared caches) and a
-simulated kill of `facskit analyze`. Plain functions, imported as ``from helpers import ...`` (pytest puts
-this folder on ``sys.path`` for the conftest beside it); fixtures stay in ``conftest.py``."""
+simulated kill of `facskit analyze`. Plain functions, imported as ``from helpers import ...`` from any folder
+of tests/ (pyproject's pytest ``pythonpath`` puts tests/ on ``sys.path``); fixtures are in ``conftest.py``."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ Writes ``default.onnx`` (fp32, verified against torch), ``default-int8.onnx`` (s
 bundled sample clip and synthetic faces) and ``default.onnx.json`` (the checkpoint's SHA-256 and weights
 hash, both files' SHA-256, and the backend check measured on this machine: which precision ``auto`` runs).
 ``facskit analyze`` with the default model then runs ONNX Runtime without importing torch;
-``tests/test_shipped_model.py`` fails until this is rerun after the checkpoint changes. Takes about a minute
-on 2 CPU cores (the backend check runs torch fp32 on 48 faces); run it on an otherwise idle machine, since
-the check's speeds decide between int8 and fp32 on machines like this one.
+``tests/runtime/test_shipped_model.py`` fails until this is rerun after the checkpoint changes. Takes about a
+minute on 2 CPU cores (the backend check runs torch fp32 on 48 faces); run it on an otherwise idle machine,
+since the check's speeds decide between int8 and fp32 on machines like this one.
 """
 
 from __future__ import annotations

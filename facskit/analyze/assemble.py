@@ -3,7 +3,7 @@ chunk of frames) become the finished result file, holding about one part at a ti
 
 The result equals what finalising the concatenation of the parts in one table gives (smoothing, then
 calibration, then thresholds: :meth:`facskit.analyze.detector.Detector.finalize`), written by
-:func:`facskit.analyze.results.write_result`; tests/test_analyze_assemble.py checks this. How:
+:func:`facskit.analyze.results.write_result`; tests/analyze/test_assemble.py checks this. How:
 
 * thresholds, OpenFace naming and the file formats work row by row, so each part is finalised and appended
   on its own (CSV part after part, Parquet one row group per part);

@@ -10,7 +10,7 @@ ahead of a slow network and memory stays flat whatever the video length.
 
 The stages are exactly those of the serial loop (:meth:`AnalysisPipeline.prepare` then
 :meth:`AnalysisPipeline.run_prepared`), run in the same order on the same data, so the engine's rows equal
-the plain loop's (tested in tests/test_engine.py).
+the plain loop's (tested in tests/analyze/test_engine.py).
 
 The front-end stage builds its own :class:`~facskit.faces.FaceTracker` (as :meth:`FaceFrontEnd.iter_faces`
 does) so that a caller can watch the tracker state frame by frame (``observe``): :mod:`facskit.analyze.

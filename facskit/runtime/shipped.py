@@ -11,7 +11,7 @@ only to hand the network to ONNX Runtime. A checkpoint ``NAME.ckpt`` can instead
 :func:`write_exports` makes all three (``python tools/export_default_model.py`` for the shipped default).
 :func:`shipped_exports` reads the sidecar and accepts it only when the checkpoint and both ONNX files are the
 ones it was made from (file hashes, a few milliseconds): a checkpoint replaced without rerunning the export
-falls back to the torch path (and ``tests/test_shipped_model.py`` fails, naming the command to rerun).
+falls back to the torch path (and ``tests/runtime/test_shipped_model.py`` fails, naming the command to rerun).
 
 The verdicts in the sidecar say which precision ``auto`` runs (:func:`choose_shipped`). Their accuracy part
 (AU intensities of each ONNX file against torch fp32 on the check faces) does not depend on the machine for

@@ -27,7 +27,7 @@ from facskit.cli import main
 from facskit.errors import UsageError
 from facskit.io import read_image
 
-ASSETS = Path(__file__).resolve().parents[1] / "facskit" / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "facskit" / "assets"
 CLIP = ASSETS / "sample_clip.mp4"
 FACE = ASSETS / "sample_face.jpg"
 PINNED = ["--backend", "torch", "--precision", "fp32"]

@@ -15,7 +15,7 @@ import pytest
 
 from facskit.cli import COMMANDS, main
 
-PACKAGE = Path(__file__).resolve().parents[1] / "facskit"
+PACKAGE = Path(__file__).resolve().parents[2] / "facskit"
 # Commands with nothing to be quiet about: `version` prints the versions and nothing else.
 NO_PROGRESS = {"version"}
 # Commands that write nothing.

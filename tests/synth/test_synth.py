@@ -22,7 +22,7 @@ from facskit.synth import (
     write_dataset,
 )
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
 QUIET_SCENE = Scene(1, (0.0, 0.0, 1.0), 0.5, 0.6, (1.0, 1.0, 1.0), 0.0, 0.0, (90.0, 90.0, 90.0))
 
 

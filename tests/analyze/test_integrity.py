@@ -35,7 +35,7 @@ from facskit.analyze.schema import CSV_SIDECAR_SUFFIX
 from facskit.cli import main
 from facskit.io import iter_frames, probe
 
-ASSETS = Path(__file__).resolve().parents[1] / "facskit" / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "facskit" / "assets"
 CLIP = ASSETS / "sample_clip.mp4"
 FACE = ASSETS / "sample_face.jpg"
 FRAMES = 6

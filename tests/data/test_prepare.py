@@ -24,7 +24,7 @@ from facskit.errors import DatasetError
 from facskit.io import iter_frames
 from facskit.synth import GROUND_TRUTH_FILE, label_intensity, write_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from test_train import MemoryCache, tiny_config  # noqa: E402
-
-from facskit.train.dist import DistInfo, init_distributed  # noqa: E402
-from facskit.train.loop import train  # noqa: E402
+from facskit.train.dist import DistInfo, init_distributed
+from facskit.train.loop import train
+from tests.train.test_train import MemoryCache, tiny_config
 
 OVERRIDES = ("model.freeze_bn=true", "train.max_steps=4", "train.epochs=5", "optim.lr=1e-3")
 

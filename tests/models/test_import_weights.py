@@ -14,7 +14,7 @@ from facskit.cli import main
 from facskit.errors import CheckpointError
 from facskit.models import create_model, import_audetector, load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAYOUT_CANDIDATES = [
     ROOT / "specs" / "bmvc2018_checkpoint_layout.tsv",
     ROOT.parent / "shared" / "specs" / "bmvc2018_checkpoint_layout.tsv",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_FACE = Path(__file__).resolve().parents[1] / "facskit" / "assets" / "sample_face.jpg"
+SAMPLE_FACE = Path(__file__).resolve().parents[2] / "facskit" / "assets" / "sample_face.jpg"
 
 
 def test_cached_hog_detector_is_written_once_and_detects_identically(tmp_path, monkeypatch) -> None:

@@ -72,7 +72,7 @@ def test_numpy_preprocess_rejects_what_preprocess_rejects() -> None:
 
 
 def test_the_spec_module_and_the_models_package_import_without_torch() -> None:
-    """What lets ONNX Runtime analysis run torch-free (the end-to-end check is in tests/test_backends.py)."""
+    """What lets ONNX Runtime analysis run torch-free (end to end: tests/runtime/test_backends.py)."""
     import subprocess
     import sys
 
