@@ -12,6 +12,10 @@ The CSV (``labels.csv``, or the only ``*.csv`` in the folder, or the one named w
 
 Subject-exclusive folds need a real subject, so give the ``subject`` column whenever one person appears
 in several videos.
+
+Reading goes in three steps, one function or class each: the header (:func:`_read_label_csv`), the rows
+sorted into sequences with every reason a row was dropped or changed (:class:`_LabelRows`), and the
+sequences numbered into the index (:func:`_sequence_tables`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from facskit.aus import parse_au
 from facskit.data.index import (
@@ -37,6 +43,9 @@ from facskit.errors import DatasetError
 from facskit.io.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 _AU_HEADER = re.compile(r"^\s*au\s*0*\d+\s*$", re.IGNORECASE)
+
+#: One labelled frame of a sequence: (frame number or order key, media path, source_frame, AU values).
+_Item = tuple[int, Path, int, np.ndarray]
 
 
 def find_label_csv(root: Path) -> Path:
@@ -66,7 +75,35 @@ def read_folder(root: str | Path, labels: str | Path | None = None) -> DatasetIn
     csv_path = Path(labels) if labels is not None else find_label_csv(root)
     if not csv_path.is_absolute() and not csv_path.exists():
         csv_path = root / csv_path
-    problems: list[Problem] = []
+    header, rows = _read_label_csv(csv_path)
+    labelled = _LabelRows(root, header)
+    for line, row in rows:
+        labelled.add(line, row)
+    problems = labelled.problems + labelled.row_problems(csv_path)
+    unlabelled = _unlabelled_media(root, labelled.files)
+    if unlabelled is not None:
+        problems.append(unlabelled)
+    tables = _sequence_tables(labelled.groups, header.aus, csv_path, problems)
+    if not tables:
+        problems.append(Problem(str(csv_path), "no usable row"))
+    return DatasetIndex("folder", root, header.aus, concat_sequences(tables, header.aus, False), problems)
+
+
+@dataclass(frozen=True)
+class _LabelHeader:
+    """Where each field is in the label CSV's rows (case-insensitive names; None: no such column)."""
+
+    width: int  # number of header cells; shorter rows are padded to it
+    aus: tuple[int, ...]  # AU codes, ascending
+    au_positions: dict[int, int]  # AU code -> column
+    file: int
+    frame: int | None
+    subject: int | None
+    sequence: int | None
+
+
+def _read_label_csv(csv_path: Path) -> tuple[_LabelHeader, list[tuple[int, list[str]]]]:
+    """The CSV's header and its rows numbered by file line (the header is line 1)."""
     with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -81,74 +118,115 @@ def read_folder(root: str | Path, labels: str | Path | None = None) -> DatasetIn
         }
         if not au_positions:
             raise DatasetError(f"{csv_path}: no AU columns (AU01, AU06, ...) in the header {columns}")
-        aus = tuple(sorted(au_positions))
-        i_file = lower.index("file")
-        i_frame = lower.index("frame") if "frame" in lower else None
-        i_subject = lower.index("subject") if "subject" in lower else None
-        i_sequence = lower.index("sequence") if "sequence" in lower else None
         rows = list(enumerate(reader, start=2))
+    return _LabelHeader(
+        width=len(columns),
+        aus=tuple(sorted(au_positions)),
+        au_positions=au_positions,
+        file=lower.index("file"),
+        frame=lower.index("frame") if "frame" in lower else None,
+        subject=lower.index("subject") if "subject" in lower else None,
+        sequence=lower.index("sequence") if "sequence" in lower else None,
+    ), rows
 
-    missing: dict[str, int] = {}
-    bad_frame: list[str] = []
-    bad_value: list[str] = []
-    duplicates: list[str] = []
-    video_lengths: dict[Path, int | None] = {}
-    # (subject, sequence) -> list of (frame-or-order key, path, source_frame, values)
-    groups: dict[tuple[str, str], list[tuple[int, Path, int, np.ndarray]]] = defaultdict(list)
-    seen: set[tuple[Path, int]] = set()
-    labelled_files: set[Path] = set()
-    for line, row in rows:
+
+@dataclass
+class _LabelRows:
+    """The label CSV's rows sorted into sequences, with every reason a row was dropped or changed.
+
+    :meth:`add` takes the rows in file order; a row is dropped for a missing media file, a junk or
+    out-of-range frame or a repeated (file, frame), and a junk or out-of-range intensity becomes unknown.
+    """
+
+    root: Path
+    header: _LabelHeader
+    groups: dict[tuple[str, str], list[_Item]] = field(default_factory=lambda: defaultdict(list))
+    files: set[Path] = field(default_factory=set)  # resolved media paths with a label row
+    problems: list[Problem] = field(default_factory=list)  # unreadable videos, as they are met
+    missing: dict[str, int] = field(default_factory=dict)  # file name -> rows naming it
+    bad_frame: list[str] = field(default_factory=list)
+    bad_value: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    seen: set[tuple[Path, int]] = field(default_factory=set)
+    video_lengths: dict[Path, int | None] = field(default_factory=dict)  # None: unreadable
+
+    def add(self, line: int, row: list[str]) -> None:
+        """Sort one CSV row (file line ``line``) into its sequence, or note why it is dropped."""
         if not row or all(not cell.strip() for cell in row):
-            continue
-        row = row + [""] * (len(columns) - len(row))
-        name = row[i_file].strip()
-        path = Path(name) if Path(name).is_absolute() else root / name
+            return
+        row = row + [""] * (self.header.width - len(row))
+        name = row[self.header.file].strip()
+        path = Path(name) if Path(name).is_absolute() else self.root / name
         if not path.is_file():
-            missing[name] = missing.get(name, 0) + 1
-            continue
-        labelled_files.add(path.resolve())
+            self.missing[name] = self.missing.get(name, 0) + 1
+            return
+        self.files.add(path.resolve())
         is_video = path.suffix.lower() in VIDEO_EXTENSIONS
+        frame = self._frame(line, row, path, is_video)
+        if frame is None:
+            return
+        if (path, frame) in self.seen:
+            self.duplicates.append(f"line {line} {name} frame {frame}")
+            return
+        self.seen.add((path, frame))
+        values = self._intensities(line, row)
+        subject, sequence = self._subject_and_sequence(row, path, is_video)
+        self.groups[(subject, sequence)].append((frame, path, frame if is_video else 0, values))
+
+    def _frame(self, line: int, row: list[str], path: Path, is_video: bool) -> int | None:
+        """The row's frame number, or None (noted) when it is junk or not in the media file."""
+        i_frame = self.header.frame
         frame_text = row[i_frame].strip() if i_frame is not None else ""
         try:
             frame = int(float(frame_text)) if frame_text else 0
         except (ValueError, OverflowError):  # OverflowError: "inf"
-            bad_frame.append(f"line {line} {frame_text!r}")
-            continue
-        if is_video:
-            if path not in video_lengths:
-                try:
-                    video_lengths[path] = video_frame_count(path)
-                except Exception as error:  # PyAV raises many types for a broken file
-                    problems.append(Problem(str(path), f"unreadable video ({error}); its rows skipped"))
-                    video_lengths[path] = None
-            length = video_lengths[path]
-            if length is None:
-                continue
-            if not 0 <= frame < length:
-                bad_frame.append(f"line {line} frame {frame} (video has {length})")
-                continue
-        elif frame != 0:
-            bad_frame.append(f"line {line} frame {frame} of an image (must be 0)")
-            continue
-        if (path, frame) in seen:
-            duplicates.append(f"line {line} {name} frame {frame}")
-            continue
-        seen.add((path, frame))
-        values = np.full(len(aus), np.nan, dtype=np.float32)
-        for j, code in enumerate(aus):
-            cell = row[au_positions[code]].strip()
+            self.bad_frame.append(f"line {line} {frame_text!r}")
+            return None
+        if not is_video:
+            if frame != 0:
+                self.bad_frame.append(f"line {line} frame {frame} of an image (must be 0)")
+                return None
+            return frame
+        length = self._video_length(path)
+        if length is None:
+            return None
+        if not 0 <= frame < length:
+            self.bad_frame.append(f"line {line} frame {frame} (video has {length})")
+            return None
+        return frame
+
+    def _video_length(self, path: Path) -> int | None:
+        """Frames in the video ``path``, counted once; None (one problem) when it cannot be read."""
+        if path not in self.video_lengths:
+            try:
+                self.video_lengths[path] = video_frame_count(path)
+            except Exception as error:  # PyAV raises many types for a broken file
+                self.problems.append(Problem(str(path), f"unreadable video ({error}); its rows skipped"))
+                self.video_lengths[path] = None
+        return self.video_lengths[path]
+
+    def _intensities(self, line: int, row: list[str]) -> np.ndarray:
+        """The row's AU intensities, float32 in ``header.aus`` order; NaN if empty, junk or out of range."""
+        values = np.full(len(self.header.aus), np.nan, dtype=np.float32)
+        for j, code in enumerate(self.header.aus):
+            cell = row[self.header.au_positions[code]].strip()
             if not cell:
                 continue
             try:
                 value = float(cell)
             except ValueError:
-                bad_value.append(f"line {line} AU{code} {cell!r}")
+                self.bad_value.append(f"line {line} AU{code} {cell!r}")
                 continue
             if not INTENSITY_RANGE[0] <= value <= INTENSITY_RANGE[1]:
-                bad_value.append(f"line {line} AU{code} {value:g}")
+                self.bad_value.append(f"line {line} AU{code} {value:g}")
                 continue
             values[j] = value
-        relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+        return values
+
+    def _subject_and_sequence(self, row: list[str], path: Path, is_video: bool) -> tuple[str, str]:
+        """The row's subject and sequence: its own cells, else derived from the media path (module doc)."""
+        i_subject, i_sequence = self.header.subject, self.header.sequence
+        relative = path.relative_to(self.root) if path.is_relative_to(self.root) else Path(path.name)
         subject = row[i_subject].strip() if i_subject is not None and row[i_subject].strip() else None
         sequence = row[i_sequence].strip() if i_sequence is not None and row[i_sequence].strip() else None
         if subject is None:
@@ -160,67 +238,75 @@ def read_folder(root: str | Path, labels: str | Path | None = None) -> DatasetIn
             sequence = (
                 relative.with_suffix("").as_posix() if is_video else (relative.parent.as_posix() or ".")
             )
-        groups[(subject, sequence)].append((frame, path, frame if is_video else 0, values))
+        return subject, sequence
 
-    for name, count in missing.items():
-        problems.append(
-            Problem(str(root / name), f"missing media file named in {csv_path.name} ({count} rows skipped)")
-        )
-    if bad_frame:
-        problems.append(
+    def row_problems(self, csv_path: Path) -> list[Problem]:
+        """One problem per kind of dropped or changed row, quoting a few examples."""
+        problems = [
             Problem(
-                str(csv_path),
-                f"out-of-range or junk frames, rows skipped ({len(bad_frame)}): {examples_text(bad_frame)}",
+                str(self.root / name), f"missing media file named in {csv_path.name} ({count} rows skipped)"
             )
-        )
-    if bad_value:
-        problems.append(
-            Problem(
-                str(csv_path),
-                f"junk or out-of-range intensities set to unknown ({len(bad_value)}): "
-                f"{examples_text(bad_value)}",
+            for name, count in self.missing.items()
+        ]
+        if self.bad_frame:
+            problems.append(
+                Problem(
+                    str(csv_path),
+                    f"out-of-range or junk frames, rows skipped ({len(self.bad_frame)}): "
+                    f"{examples_text(self.bad_frame)}",
+                )
             )
-        )
-    if duplicates:
-        problems.append(
-            Problem(str(csv_path), f"duplicate rows ignored ({len(duplicates)}): {examples_text(duplicates)}")
-        )
+        if self.bad_value:
+            problems.append(
+                Problem(
+                    str(csv_path),
+                    f"junk or out-of-range intensities set to unknown ({len(self.bad_value)}): "
+                    f"{examples_text(self.bad_value)}",
+                )
+            )
+        if self.duplicates:
+            problems.append(
+                Problem(
+                    str(csv_path),
+                    f"duplicate rows ignored ({len(self.duplicates)}): {examples_text(self.duplicates)}",
+                )
+            )
+        return problems
+
+
+def _unlabelled_media(root: Path, labelled: set[Path]) -> Problem | None:
+    """One problem naming the images and videos under ``root`` that no label row names, if any."""
     unlabelled = [
         p
         for p in sorted(root.rglob("*"))
         if p.is_file()
         and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-        and p.resolve() not in labelled_files
+        and p.resolve() not in labelled
     ]
-    if unlabelled:
-        names = [str(p.relative_to(root)) for p in unlabelled]
-        problems.append(
-            Problem(
-                str(root),
-                f"media files with no label row, not indexed ({len(names)}): {examples_text(names)}",
-            )
-        )
+    if not unlabelled:
+        return None
+    names = [str(p.relative_to(root)) for p in unlabelled]
+    return Problem(
+        str(root), f"media files with no label row, not indexed ({len(names)}): {examples_text(names)}"
+    )
 
+
+def _sequence_tables(
+    groups: dict[tuple[str, str], list[_Item]], aus: tuple[int, ...], csv_path: Path, problems: list[Problem]
+) -> list[pd.DataFrame]:
+    """One index table per (subject, sequence), in sorted order, its frames numbered by
+    :func:`_order_frames`; a video sequence spanning several files is noted in ``problems``."""
     tables = []
-    for (subject, sequence), items in sorted(groups.items()):
-        is_video_seq = any(p.suffix.lower() in VIDEO_EXTENSIONS for _, p, _, _ in items)
-        if is_video_seq:
-            if len({p for _, p, _, _ in items}) > 1:
-                problems.append(
-                    Problem(
-                        str(csv_path),
-                        f"sequence {sequence!r} of {subject!r} spans several files; "
-                        "frames are numbered by their order in the file list",
-                    )
+    for (subject, sequence), group in sorted(groups.items()):
+        items, frames, spans_files = _order_frames(group)
+        if spans_files:
+            problems.append(
+                Problem(
+                    str(csv_path),
+                    f"sequence {sequence!r} of {subject!r} spans several files; "
+                    "frames are numbered by their order in the file list",
                 )
-                items = sorted(items, key=lambda item: (str(item[1]), item[0]))
-                frames = np.arange(len(items), dtype=np.int64)
-            else:
-                items = sorted(items, key=lambda item: item[0])
-                frames = np.array([item[0] for item in items], dtype=np.int64)
-        else:
-            items = sorted(items, key=lambda item: str(item[1]))
-            frames = np.arange(len(items), dtype=np.int64)
+            )
         matrix = np.stack([item[3] for item in items]) if items else np.zeros((0, len(aus)), np.float32)
         tables.append(
             sequence_table(
@@ -233,6 +319,20 @@ def read_folder(root: str | Path, labels: str | Path | None = None) -> DatasetIn
                 aus,
             )
         )
-    if not tables:
-        problems.append(Problem(str(csv_path), "no usable row"))
-    return DatasetIndex("folder", root, aus, concat_sequences(tables, aus, False), problems)
+    return tables
+
+
+def _order_frames(items: list[_Item]) -> tuple[list[_Item], np.ndarray, bool]:
+    """A sequence's items in frame order with their frame numbers, and whether it spans several videos.
+
+    One video: its own frame indices. Images, or several videos: numbered 0..n-1 in file-name order (then
+    frame order within a video).
+    """
+    if not any(p.suffix.lower() in VIDEO_EXTENSIONS for _, p, _, _ in items):
+        items = sorted(items, key=lambda item: str(item[1]))
+        return items, np.arange(len(items), dtype=np.int64), False
+    if len({p for _, p, _, _ in items}) > 1:
+        items = sorted(items, key=lambda item: (str(item[1]), item[0]))
+        return items, np.arange(len(items), dtype=np.int64), True
+    items = sorted(items, key=lambda item: item[0])
+    return items, np.array([item[0] for item in items], dtype=np.int64), False
