@@ -56,9 +56,11 @@ def london_heldout() -> list[str]:
 
 
 def model_analyser(path: str) -> Analyse:
+    """``CHECKPOINT`` or ``CHECKPOINT@PRECISION`` (fp32, int8; default: the Detector's ``auto``)."""
     from facskit import Detector
 
-    detector = Detector(model=path)
+    path, _, precision = path.partition("@")
+    detector = Detector(model=path, precision=precision or "auto")
     return lambda media: pd.DataFrame(detector.analyze(str(media)))
 
 
@@ -188,7 +190,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (repeatable)")
+    parser.add_argument(
+        "--model", action="append", default=[], help="NAME=CHECKPOINT[@PRECISION] (repeatable)"
+    )
     parser.add_argument("--teacher", action="store_true", help="also score the mapped teacher")
     parser.add_argument("--openface", help="folder of OpenFace 2.0 CSVs named after the media files")
     parser.add_argument("--out", help="write the Markdown tables here (and NAME.json beside it)")
