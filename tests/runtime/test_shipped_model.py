@@ -179,6 +179,8 @@ def test_without_onnxruntime_the_checkpoint_runs_on_torch(monkeypatch) -> None:
 
     _current()
     assert shipped_backend(DEFAULT_WEIGHTS, "cpu", "onnx", "fp32") is not None
+    pinned_fp32 = shipped_backend(DEFAULT_WEIGHTS, "cpu", "auto", "fp32")  # the verified file, not torch
+    assert pinned_fp32 is not None and pinned_fp32[0].precision == "fp32"
     monkeypatch.setattr(backends, "onnxruntime_installed", lambda: False)
     assert shipped_backend(DEFAULT_WEIGHTS, "cpu", "auto", "auto") is None
     assert shipped_backend(DEFAULT_WEIGHTS, "cpu", "torch", "fp32") is None
