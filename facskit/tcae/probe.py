@@ -26,13 +26,17 @@ subject-exclusive folds (:func:`facskit.data.folds.subject_folds`), for several 
 
 Training frames of a fold are subsampled to the label fraction (the same frames for every feature set);
 test frames are always the whole held-out fold.
+
+This module runs the protocol (:func:`run_probe`) and formats it; the probes themselves are
+:mod:`facskit.tcae.frozen_probes` (linear and pose) and :mod:`facskit.tcae.finetune_probe` (fine-tuning),
+the embeddings :mod:`facskit.tcae.embedding`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +44,28 @@ import numpy as np
 import torch
 
 from facskit.models.tcae import TCAE
+from facskit.tcae.embedding import embed_cache
+from facskit.tcae.finetune_probe import FINETUNE_HEADS, AUClassifier, finetune_f1, fit_linear_head
+from facskit.tcae.frozen_probes import RIDGE_ALPHAS, centre_by_subject, linear_f1, pose_r2
 from facskit.tcae.pairs import CachePairDataset
 
-__all__ = ["ProbeResult", "embed_cache", "format_probe_table", "run_probe"]
+__all__ = [
+    "FINETUNE_HEADS",
+    "RIDGE_ALPHAS",
+    "ProbeResult",
+    "centre_by_subject",
+    "embed_cache",
+    "format_probe_table",
+    "run_probe",
+]
 
 POSE = ("yaw", "pitch", "roll")
-FINETUNE_HEADS = ("random", "linear")  # how fine-tuning starts its head (run_probe's finetune_head)
 OCCURRENCE = 2.0  # intensity >= 2: the DISFA/BP4D occurrence protocol
+
+# The probes' earlier private names, still importable from here (tests use them).
+_pose_r2 = pose_r2
+_AUClassifier = AUClassifier
+_fit_linear_head = fit_linear_head
 
 
 @dataclass
@@ -76,225 +95,42 @@ class ProbeResult:
         }
 
 
-@torch.no_grad()
-def embed_cache(
-    model: TCAE,
-    images: CachePairDataset,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    rows: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(phi (N, E), psi (N, E))`` float32 for every frame (or for ``rows``), BatchNorm in eval mode."""
-    model = model.to(device).eval()
-    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
-    phis, psis = [], []
-    for start in range(0, len(rows), batch_size):
-        batch = torch.stack([images[int(i)] for i in rows[start : start + batch_size]])
-        phi, psi = model.embed(batch.to(device))
-        phis.append(phi.float().cpu().numpy())
-        psis.append(psi.float().cpu().numpy())
-    return np.concatenate(phis), np.concatenate(psis)
+@dataclass(frozen=True)
+class _Finetune:
+    """How the fine-tuning rows are trained (run_probe's ``finetune_*`` and ``batch_size``)."""
 
+    epochs: int
+    lr: float
+    min_steps: int
+    head: str
+    batch_size: int
 
-def _train_subset(train: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    if fraction >= 1.0:
-        return train
-    n = max(int(round(fraction * len(train))), 2)
-    return np.sort(rng.choice(train, size=min(n, len(train)), replace=False))
-
-
-def _draw_seed(seed: int, fold: int, fraction: float, draw: int) -> list[int]:
-    """Seed of the labelled subset of one fold, fraction and draw; draw 0 keeps the single-draw seed, so
-    ``label_draws=1`` reproduces earlier results exactly."""
-    return [seed, fold, int(fraction * 1e6)] + ([draw] if draw else [])
-
-
-def _linear_probe(x_train: np.ndarray, y_train: np.ndarray):
-    """The linear probe of one AU, fitted: balanced logistic regression on standardised features (a
-    scikit-learn pipeline: ``[0]`` the scaler, ``[-1]`` the classifier). ``y_train`` needs both classes."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
-    return classifier.fit(x_train, y_train)
-
-
-def _linear_f1(x_train, y_train, x_test, y_test) -> float:
-    """F1 of :func:`_linear_probe` on the test rows; NaN when the train split has one class."""
-    from facskit.metrics import f1
-
-    if len(np.unique(y_train)) < 2:
-        return float("nan")
-    predicted = _linear_probe(x_train, y_train).predict(x_test)
-    return f1(predicted.astype(float), y_test.astype(float), threshold=0.5)
-
-
-RIDGE_ALPHAS = np.logspace(-2, 5, 8)  # ridge penalties tried for the pose regression (standardised features)
-
-
-def centre_by_subject(x: np.ndarray, subjects: np.ndarray) -> np.ndarray:
-    """``x (N, D)`` minus each subject's mean row (labels are not needed: it works on unlabelled frames)."""
-    out = np.array(x, dtype=np.float64, copy=True)
-    for subject in np.unique(subjects):
-        rows = subjects == subject
-        out[rows] -= out[rows].mean(axis=0)
-    return out
-
-
-def _pose_r2(x_train, y_train, x_test, y_test, groups_train) -> list[float]:
-    """R^2 per pose column on the test rows; the ridge penalty is chosen by subject-grouped CV.
-
-    ``groups_train`` are the training rows' subjects: the penalty maximising the mean R^2 over held-out
-    training subjects (3 groups) is refitted on all training rows.
-    """
-    from scipy.linalg import LinAlgWarning
-    from sklearn.linear_model import Ridge
-    from sklearn.metrics import r2_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def fit(alpha: float, rows: np.ndarray):
-        return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_train[rows], y_train[rows])
-
-    unique = np.unique(groups_train)
-    best_alpha = float(RIDGE_ALPHAS[-1])  # the strongest penalty when there are too few subjects to choose
-    with warnings.catch_warnings():  # the smallest penalties on near-constant features are ill-conditioned
-        warnings.simplefilter("ignore", category=LinAlgWarning)
-        best_alpha = _grouped_alpha(fit, x_train, y_train, groups_train, unique, best_alpha)
-        predicted = fit(best_alpha, np.arange(len(x_train))).predict(x_test)
-    return [float(r2_score(y_test[:, k], predicted[:, k])) for k in range(y_test.shape[1])]
-
-
-def _grouped_alpha(fit, x_train, y_train, groups_train, unique, default: float) -> float:
-    """The ridge penalty with the best mean R^2 over 3 groups of held-out training subjects."""
-    from sklearn.metrics import r2_score
-
-    best_alpha = default
-    if len(unique) >= 2:
-        parts = np.array_split(unique, min(3, len(unique)))
-        scores = []
-        for alpha in RIDGE_ALPHAS:
-            fold_scores = []
-            for part in parts:
-                held = np.isin(groups_train, part)
-                predicted = fit(alpha, ~held).predict(x_train[held])
-                fold_scores.append(r2_score(y_train[held], predicted))
-            scores.append(np.mean(fold_scores))
-        best_alpha = float(RIDGE_ALPHAS[int(np.argmax(scores))])
-    return best_alpha
-
-
-class _AUClassifier(torch.nn.Module):
-    """The TCAE encoder's AU path (trunk + AU branch) and a linear occurrence head."""
-
-    def __init__(self, model: TCAE, n_aus: int) -> None:
-        super().__init__()
-        self.trunk = model.encoder.trunk
-        self.branch = model.encoder.au_branch
-        self.head = torch.nn.Linear(model.spec.embedding_size, n_aus)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.branch(self.trunk(x)).flatten(1)  # (B, E): phi
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # (B, A) logits
-
-
-def _fit_linear_head(head: torch.nn.Linear, x: np.ndarray, labels: np.ndarray) -> None:
-    """Set ``head`` to the per-AU linear probes (:func:`_linear_probe`) of the features ``x (N, E)`` with
-    ``labels (N, A)`` (NaN = unknown), mapped back from standardised to raw features. An AU with one class
-    among its known labels gets a zero weight and a bias of +-10 that predicts that class (what the linear
-    probe cannot fit either)."""
-    weight = np.zeros((labels.shape[1], x.shape[1]), dtype=np.float64)
-    bias = np.zeros(labels.shape[1], dtype=np.float64)
-    for a in range(labels.shape[1]):
-        known = ~np.isnan(labels[:, a])
-        y = labels[known, a]
-        if len(np.unique(y)) < 2:
-            bias[a] = 10.0 if len(y) and y[0] == 1 else -10.0
-            continue
-        probe = _linear_probe(x[known], y)
-        scaler, classifier = probe[0], probe[-1]
-        coef = classifier.coef_[0] / scaler.scale_
-        weight[a] = coef
-        bias[a] = classifier.intercept_[0] - coef @ scaler.mean_
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight))
-        head.bias.copy_(torch.from_numpy(bias))
-
-
-def _finetune_f1(
-    model: TCAE,
-    images: CachePairDataset,
-    labels: np.ndarray,
-    train: np.ndarray,
-    test: np.ndarray,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: torch.device,
-    min_steps: int = 0,
-    head: str = "random",
-) -> list[float]:
-    """End-to-end training of the AU path + head with a class-balanced BCE; F1 per AU on ``test``.
-
-    Runs ``epochs`` passes over ``train`` but at least ``min_steps`` steps: at 1% labels an "epoch" is a
-    single batch, and 3 steps leave both the pretrained and the scratch network where they started.
-    ``head``: "random" (PyTorch's init) or "linear" (:func:`_fit_linear_head` on the frozen phi of the
-    ``train`` rows, eval-mode BatchNorm: LP-FT).
-    """
-    from facskit.metrics import f1
-
-    torch.manual_seed(seed)
-    net = _AUClassifier(model, labels.shape[1]).to(device)
-    if head == "linear":
-        phi, _ = embed_cache(model, images, device=device, rows=train)  # the net's trunk + AU branch
-        _fit_linear_head(net.head, phi, labels[train])
-    elif head not in FINETUNE_HEADS:
-        raise ValueError(f"finetune head must be one of {', '.join(FINETUNE_HEADS)}, got {head!r}")
-    known = ~np.isnan(labels)
-    y = np.nan_to_num(labels).astype(np.float32)
-    positives = (y[train] * known[train]).sum(0)
-    negatives = ((1 - y[train]) * known[train]).sum(0)
-    pos_weight = torch.tensor(np.clip(negatives / np.maximum(positives, 1), 1.0, 50.0), dtype=torch.float32)
-    optimizer = torch.optim.Adam(
-        [
-            {"params": [*net.trunk.parameters(), *net.branch.parameters()], "lr": lr},
-            {"params": net.head.parameters(), "lr": lr * 10},
-        ]
-    )
-    rng = np.random.default_rng(seed)
-    steps = max(1, min_steps, epochs * math.ceil(len(train) / batch_size))
-    net.train()
-    for step in range(steps):
-        idx = rng.choice(train, size=min(batch_size, len(train)), replace=False)
-        x = torch.stack([images[int(i)] for i in idx]).to(device)
-        target = torch.from_numpy(y[idx]).to(device)
-        mask = torch.from_numpy(known[idx].astype(np.float32)).to(device)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            net(x), target, pos_weight=pos_weight.to(device), reduction="none"
+    def note(self) -> str:
+        return (
+            f"fine-tuning: {self.head} head, lr {self.lr:g} (head x10), "
+            f"max({self.epochs} epochs, {self.min_steps} steps)"
         )
-        loss = (loss * mask).sum() / mask.sum().clamp(min=1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        del step
-    net.eval()
-    with torch.no_grad():
-        logits = torch.cat(
-            [
-                net(torch.stack([images[int(i)] for i in test[s : s + 256]]).to(device)).cpu()
-                for s in range(0, len(test), 256)
-            ]
-        ).numpy()
-    return [
-        f1((logits[:, a] > 0).astype(float), labels[test, a], threshold=0.5)
-        if positives[a] > 0
-        else float("nan")
-        for a in range(labels.shape[1])
-    ]
+
+
+@dataclass(frozen=True, eq=False)
+class _Labelled:
+    """What the probes read from the cache: images, subjects, occurrence labels and (if any) pose."""
+
+    images: CachePairDataset
+    subjects: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N, A) occurrence 0/1, NaN = unknown
+    aus: list[str]  # AU column names
+    pose: np.ndarray | None  # (N, 3) yaw, pitch, roll; None when the index has no complete pose
+
+
+@dataclass
+class _FoldScores:
+    """Scores of every fold (and label draw), before averaging: one list of per-AU or per-angle values
+    per fold, keyed by feature set (and label fraction)."""
+
+    f1: dict[tuple[str, float], list[list[float]]] = field(default_factory=dict)
+    pose: dict[str, list[list[float]]] = field(default_factory=dict)
+    pose_within: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
 def run_probe(
@@ -312,10 +148,9 @@ def run_probe(
     batch_size: int = 64,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> ProbeResult:
     """Probe ``model`` on a labelled prepared cache; see the module docstring for what is measured."""
-    from facskit.aus import au_column
     from facskit.data.folds import subject_folds
 
     if label_draws < 1:
@@ -323,47 +158,26 @@ def run_probe(
     if finetune_head not in FINETUNE_HEADS:  # before the embedding, not after it
         raise ValueError(f"finetune head must be one of {', '.join(FINETUNE_HEADS)}, got {finetune_head!r}")
     device = torch.device(device)
-    images = CachePairDataset(cache, model.spec.input_size, preload=True)
-    subjects = cache.index["subject"].astype(str).to_numpy()
-    intensities = np.stack([cache[i]["intensities"] for i in range(len(cache))]).astype(np.float64)  # (N, A)
-    labels = np.where(np.isnan(intensities), np.nan, (intensities >= OCCURRENCE).astype(np.float64))
-    aus = [au_column(a) for a in cache.aus]
-    has_pose = all(c in cache.index.columns for c in POSE) and cache.index[list(POSE)].notna().all().all()
-    pose = cache.index[list(POSE)].to_numpy(np.float64) if has_pose else None
-
-    log(f"embedding {len(images)} frames")
-    phi, psi = embed_cache(model, images, device=device)
-    torch.manual_seed(seed)
-    random_model = TCAE(model.spec)
-    random_phi, random_psi = embed_cache(random_model, images, device=device)
-    features = {"tcae_au (phi)": phi, "tcae_pose (psi)": psi, "random_au (phi)": random_phi}
-    pose_features = {**features, "random_pose (psi)": random_psi}
-    centred = {name: centre_by_subject(x, subjects) for name, x in pose_features.items()}
-    if subject_norm:  # the linear AU probe on features minus each subject's mean (unlabelled frames)
-        features = {name: centred[name] for name in features}
-
+    settings = _Finetune(finetune_epochs, finetune_lr, finetune_min_steps, finetune_head, batch_size)
+    data = _read_labelled(cache, model.spec.input_size)
+    log(f"embedding {len(data.images)} frames")
+    features, pose_features, centred = _feature_sets(model, data, seed, device, subject_norm)
     result = ProbeResult(
-        aus=aus, fractions=[float(f) for f in fractions], folds=folds, subject_norm=subject_norm
+        aus=data.aus, fractions=[float(f) for f in fractions], folds=folds, subject_norm=subject_norm
     )
-    if not has_pose:
+    if data.pose is None:
         result.notes.append("no yaw/pitch/roll columns in the cache index: pose R^2 not measured")
     if label_draws > 1:
         result.notes.append(
             f"label fractions below 1: mean over {folds} folds x {label_draws} draws of the labelled frames"
         )
     if finetune:
-        result.notes.append(
-            f"fine-tuning: {finetune_head} head, lr {finetune_lr:g} (head x10), "
-            f"max({finetune_epochs} epochs, {finetune_min_steps} steps)"
-        )
-    split = subject_folds(subjects, k=folds, seed=seed)
-    per_fold: dict[tuple[str, float], list[list[float]]] = {}
-    pose_fold: dict[str, list[list[float]]] = {}
-    pose_within_fold: dict[str, list[list[float]]] = {}
-    pose_centred = centre_by_subject(pose, subjects) if pose is not None else None
-    for k, held_out in enumerate(split):
-        test = np.flatnonzero(np.isin(subjects, held_out))
-        train_all = np.flatnonzero(~np.isin(subjects, held_out))
+        result.notes.append(settings.note())
+    scores = _FoldScores()
+    pose_centred = centre_by_subject(data.pose, data.subjects) if data.pose is not None else None
+    for k, held_out in enumerate(subject_folds(data.subjects, k=folds, seed=seed)):
+        test = np.flatnonzero(np.isin(data.subjects, held_out))
+        train_all = np.flatnonzero(~np.isin(data.subjects, held_out))
         for fraction in fractions:
             # below 1, several draws of the labelled frames per fold (each draw is one more row to average)
             for draw in range(label_draws if fraction < 1 else 1):
@@ -371,66 +185,158 @@ def run_probe(
                     train_all, fraction, np.random.default_rng(_draw_seed(seed, k, fraction, draw))
                 )
                 for name, x in features.items():
-                    scores = []
-                    for a in range(len(aus)):
-                        tr = train[~np.isnan(labels[train, a])]
-                        te = test[~np.isnan(labels[test, a])]
-                        scores.append(_linear_f1(x[tr], labels[tr, a], x[te], labels[te, a]))
-                    per_fold.setdefault((f"linear {name}", fraction), []).append(scores)
+                    scores.f1.setdefault((f"linear {name}", fraction), []).append(
+                        _linear_scores(x, data.labels, train, test)
+                    )
                 if finetune:
-                    # scratch always with a random head (the usual baseline); with LP-FT also as the TCAE row
-                    runs = [("finetune tcae", model, finetune_head), ("scratch", None, "random")]
-                    if finetune_head == "linear":
-                        runs.append(("scratch, linear head", None, "linear"))
-                    for name, init, head in runs:
-                        if init is None:
-                            torch.manual_seed(seed + 1)
-                            net_model = TCAE(model.spec)
-                        else:
-                            net_model = TCAE(model.spec)
-                            net_model.load_state_dict(model.state_dict())
-                        scores = _finetune_f1(
-                            net_model,
-                            images,
-                            labels,
-                            train,
-                            test,
-                            finetune_epochs,
-                            batch_size,
-                            finetune_lr,
-                            seed,
-                            device,
-                            finetune_min_steps,
-                            head,
-                        )
-                        per_fold.setdefault((name, fraction), []).append(scores)
+                    for name, f1s in _finetune_scores(model, data, train, test, settings, seed, device):
+                        scores.f1.setdefault((name, fraction), []).append(f1s)
             log(f"fold {k + 1}/{folds}, label fraction {fraction:g}: done")
-        if pose is not None:
-            groups = subjects[train_all]
-            for name, x in pose_features.items():
-                pose_fold.setdefault(name, []).append(
-                    _pose_r2(x[train_all], pose[train_all], x[test], pose[test], groups)
-                )
-                xc = centred[name]
-                pose_within_fold.setdefault(name, []).append(
-                    _pose_r2(xc[train_all], pose_centred[train_all], xc[test], pose_centred[test], groups)
-                )
+        if data.pose is not None:
+            _score_pose(scores, pose_features, centred, data, pose_centred, train_all, test)
+    _average_into(result, scores)
+    return result
 
-    for (name, fraction), rows in per_fold.items():
+
+def _read_labelled(cache, input_size: int) -> _Labelled:
+    """The cache's images at the model's input size (preloaded), subjects, occurrence labels and pose."""
+    from facskit.aus import au_column
+
+    images = CachePairDataset(cache, input_size, preload=True)
+    subjects = cache.index["subject"].astype(str).to_numpy()
+    intensities = np.stack([cache[i]["intensities"] for i in range(len(cache))]).astype(np.float64)  # (N, A)
+    labels = np.where(np.isnan(intensities), np.nan, (intensities >= OCCURRENCE).astype(np.float64))
+    aus = [au_column(a) for a in cache.aus]
+    has_pose = all(c in cache.index.columns for c in POSE) and cache.index[list(POSE)].notna().all().all()
+    pose = cache.index[list(POSE)].to_numpy(np.float64) if has_pose else None
+    return _Labelled(images, subjects, labels, aus, pose)
+
+
+def _feature_sets(
+    model: TCAE, data: _Labelled, seed: int, device: torch.device, subject_norm: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The feature sets: for the AU probes, for the pose probes, and the latter centred per subject.
+
+    The trained ``phi`` and ``psi`` and the ``phi`` (and, for pose, ``psi``) of a randomly initialised
+    network of the same architecture (seeded with ``seed``), the baseline pretraining must beat. With
+    ``subject_norm`` the AU probes get the subject-centred features too.
+    """
+    phi, psi = embed_cache(model, data.images, device=device)
+    torch.manual_seed(seed)
+    random_model = TCAE(model.spec)
+    random_phi, random_psi = embed_cache(random_model, data.images, device=device)
+    features = {"tcae_au (phi)": phi, "tcae_pose (psi)": psi, "random_au (phi)": random_phi}
+    pose_features = {**features, "random_pose (psi)": random_psi}
+    centred = {name: centre_by_subject(x, data.subjects) for name, x in pose_features.items()}
+    if subject_norm:  # the linear AU probe on features minus each subject's mean (unlabelled frames)
+        features = {name: centred[name] for name in features}
+    return features, pose_features, centred
+
+
+def _train_subset(train: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    if fraction >= 1.0:
+        return train
+    n = max(int(round(fraction * len(train))), 2)
+    return np.sort(rng.choice(train, size=min(n, len(train)), replace=False))
+
+
+def _draw_seed(seed: int, fold: int, fraction: float, draw: int) -> list[int]:
+    """Seed of the labelled subset of one fold, fraction and draw; draw 0 keeps the single-draw seed, so
+    ``label_draws=1`` reproduces earlier results exactly."""
+    return [seed, fold, int(fraction * 1e6)] + ([draw] if draw else [])
+
+
+def _linear_scores(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> list[float]:
+    """F1 per AU of the linear probe of features ``x``, each AU on the rows where it is labelled."""
+    scores = []
+    for a in range(labels.shape[1]):
+        tr = train[~np.isnan(labels[train, a])]
+        te = test[~np.isnan(labels[test, a])]
+        scores.append(linear_f1(x[tr], labels[tr, a], x[te], labels[te, a]))
+    return scores
+
+
+def _finetune_scores(
+    model: TCAE,
+    data: _Labelled,
+    train: np.ndarray,
+    test: np.ndarray,
+    settings: _Finetune,
+    seed: int,
+    device: torch.device,
+) -> list[tuple[str, list[float]]]:
+    """F1 per AU of each fine-tuning row: the trained network, and the same architecture from scratch.
+
+    Scratch always runs with a random head (the usual baseline); with LP-FT (``head="linear"``) also with a
+    linear head, as the TCAE row has, so that the TCAE row must beat the better of the two.
+    """
+    runs = [("finetune tcae", model, settings.head), ("scratch", None, "random")]
+    if settings.head == "linear":
+        runs.append(("scratch, linear head", None, "linear"))
+    results = []
+    for name, init, head in runs:
+        if init is None:
+            torch.manual_seed(seed + 1)
+            net_model = TCAE(model.spec)
+        else:
+            net_model = TCAE(model.spec)
+            net_model.load_state_dict(init.state_dict())
+        scores = finetune_f1(
+            net_model,
+            data.images,
+            data.labels,
+            train,
+            test,
+            settings.epochs,
+            settings.batch_size,
+            settings.lr,
+            seed,
+            device,
+            settings.min_steps,
+            head,
+        )
+        results.append((name, scores))
+    return results
+
+
+def _score_pose(
+    scores: _FoldScores,
+    pose_features: dict[str, np.ndarray],
+    centred: dict[str, np.ndarray],
+    data: _Labelled,
+    pose_centred: np.ndarray,
+    train_all: np.ndarray,
+    test: np.ndarray,
+) -> None:
+    """Pose R^2 of one fold for every feature set, absolute and within subject, into ``scores``."""
+    pose = data.pose
+    groups = data.subjects[train_all]
+    for name, x in pose_features.items():
+        scores.pose.setdefault(name, []).append(
+            pose_r2(x[train_all], pose[train_all], x[test], pose[test], groups)
+        )
+        xc = centred[name]
+        scores.pose_within.setdefault(name, []).append(
+            pose_r2(xc[train_all], pose_centred[train_all], xc[test], pose_centred[test], groups)
+        )
+
+
+def _average_into(result: ProbeResult, scores: _FoldScores) -> None:
+    """Means over folds (and draws) into ``result``: F1 per AU and its mean; R^2 per angle and its mean."""
+    for (name, fraction), rows in scores.f1.items():
         with warnings.catch_warnings():  # an AU with no positives in any fold stays NaN, said in the table
             warnings.simplefilter("ignore", category=RuntimeWarning)
             mean = np.nanmean(np.array(rows, dtype=np.float64), axis=0) if rows else []
-        entry = {au: float(v) for au, v in zip(aus, mean, strict=True)}
+        entry = {au: float(v) for au, v in zip(result.aus, mean, strict=True)}
         entry["mean"] = float(np.nanmean(mean)) if np.isfinite(mean).any() else float("nan")
         result.f1.setdefault(name, {})[f"{fraction:g}"] = entry
-    for target, by_name in ((result.pose_r2, pose_fold), (result.pose_r2_within, pose_within_fold)):
+    for target, by_name in ((result.pose_r2, scores.pose), (result.pose_r2_within, scores.pose_within)):
         for name, rows in by_name.items():
             mean = np.mean(np.array(rows), axis=0)
             target[name] = {
                 **{p: float(v) for p, v in zip(POSE, mean, strict=True)},
                 "mean": float(mean.mean()),
             }
-    return result
 
 
 def format_probe_table(result: ProbeResult) -> str:
