@@ -17,8 +17,9 @@ a cached int8 model, and importing this module, never load the generator.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -36,7 +37,10 @@ Split = Literal["calibration", "check"]
 # Real crops per split and video: enough to span the activation ranges, a few seconds to gather.
 REAL_PER_VIDEO = 24
 SYNTH_FACES = 24
+# Part of the cached crop files' names: bump it when the crops change (alignment, seeds, renderer).
+CROPS_VERSION = 1
 SYNTH_SEEDS = {"calibration": 1000, "check": 2000}
+CALIBRATION_BATCH = 1  # paper-size Hourglass, 48 faces: 0.74 GB peak at 1, 1.8 GB at 4, same file
 # Part of every cached int8 file's name: bump it when the quantisation changes, so no stale file is reused.
 QUANTISER_VERSION = 2
 
@@ -96,26 +100,70 @@ def synthetic_face_crops(spec: ModelSpec, split: Split, count: int = SYNTH_FACES
 
 
 def face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str] | None = None) -> np.ndarray:
-    """Real then synthetic aligned crops (N, S, S, 3) uint8 for ``split`` (see the module docstring)."""
-    real = real_face_crops(spec, videos or [SAMPLE_CLIP], split, REAL_PER_VIDEO)
+    """Real then synthetic aligned crops (N, S, S, 3) uint8 for ``split`` (see the module docstring).
+
+    The default set (no ``videos``) depends only on the alignment and the crop size, so it is made once per
+    machine and kept in the cache folder: rendering and aligning it takes 4-5 s per split, which every
+    backend check and int8 quantisation of another model would otherwise pay again."""
+    if videos:
+        return _make_face_crops(spec, split, videos)
+    import facskit
+    from facskit.runtime.export import cache_dir
+
+    name = f"{spec.alignment}-{spec.crop_size}-{split}-{facskit.__version__}-v{CROPS_VERSION}.npy"
+    path = cache_dir() / "crops" / name
+    try:
+        cached = np.load(path, allow_pickle=False)
+        if cached.dtype == np.uint8 and cached.shape[1:] == (spec.crop_size, spec.crop_size, 3):
+            return cached
+    except (OSError, ValueError, EOFError, IndexError):
+        pass  # absent or damaged: made again
+    crops = _make_face_crops(spec, split, [SAMPLE_CLIP])
+    with contextlib.suppress(OSError, FacskitError):  # a read-only cache costs the next check the rendering
+        atomic_write(path, lambda tmp: _save_npy(tmp, crops), parents=True)
+    return crops
+
+
+def _make_face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str]) -> np.ndarray:
+    real = real_face_crops(spec, videos, split, REAL_PER_VIDEO)
     return np.concatenate([real, synthetic_face_crops(spec, split)])
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:  # a file object, so numpy does not append ".npy" to the temporary name
+        np.save(handle, array, allow_pickle=False)
+
+
 class _CropReader:
-    """onnxruntime's CalibrationDataReader over preprocessed crops, a few at a time."""
+    """onnxruntime's CalibrationDataReader over preprocessed crops, ``batch`` at a time.
 
-    def __init__(self, crops: np.ndarray, spec: ModelSpec, input_name: str, batch: int = 8) -> None:
-        from facskit.models.spec import preprocess
+    It also has the length and ``set_range`` that ONNX Runtime's strided MinMax calibration asks for: the
+    calibrator keeps every intermediate tensor of the batches it has been given until it reduces them to
+    ranges, so handing it one face at a time bounds its memory (a paper-size Hourglass peaked at 4.3 GB
+    calibrating 48 faces in one go, 0.74 GB one face at a time; benchmarks/results/int8.md) and gives the
+    same ranges, since the min and max of the batches' ranges are those of the whole set (the int8 files
+    made in batches of 1 and 4 are byte-identical).
+    """
 
-        self._batches: Iterator[dict[str, np.ndarray]] = iter(
-            [
-                {input_name: preprocess(crops[i : i + batch], spec).numpy()}
-                for i in range(0, len(crops), batch)
-            ]
-        )
+    def __init__(self, crops: np.ndarray, spec: ModelSpec, input_name: str, batch: int | None = None):
+        self._crops, self._spec, self._input = crops, spec, input_name
+        self._batch = batch or CALIBRATION_BATCH
+        self.set_range(0, len(self))
+
+    def __len__(self) -> int:
+        return -(-len(self._crops) // self._batch)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, min(end_index, len(self))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
+        from facskit.models.spec import preprocess
+
+        if self._next >= self._end:
+            return None
+        start = self._next * self._batch
+        self._next += 1
+        return {self._input: preprocess(self._crops[start : start + self._batch], self._spec).numpy()}
 
 
 def quantize_onnx(fp32_path: Path | str, out_path: Path | str, crops: np.ndarray) -> Path:
@@ -157,6 +205,7 @@ def _write_int8(fp32_path: Path, pre: Path, crops: np.ndarray, tmp: Path) -> Non
         per_channel=True,
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=input_convolutions(onnx.load(str(pre), load_external_data=False)),
+        extra_options={"CalibStridedMinMax": 1},  # one batch at a time: see _CropReader
     )
     source = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
     proto = onnx.load(str(tmp))

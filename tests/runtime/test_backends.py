@@ -152,6 +152,63 @@ def test_check_backends_reference_is_exact(tiny_model, faces) -> None:
     assert verdict.mean_delta == 0.0 and verdict.passed
 
 
+def test_check_runs_torch_on_a_few_faces_and_onnx_fp32_as_the_reference(
+    tiny_model, faces, cache, monkeypatch
+) -> None:
+    """Torch fp32 (the slowest path) sees only the warm-up and timed faces; ONNX fp32, checked against it,
+    is the reference the other candidates are measured against on every face."""
+    seen = []
+    real_heatmaps = TorchBackend.heatmaps
+
+    def counting(self, crops):
+        seen.append(len(crops))
+        return real_heatmaps(self, crops)
+
+    monkeypatch.setattr(TorchBackend, "heatmaps", counting)
+    crops = np.concatenate([faces["check"], faces["check"]])  # 32 faces: more than torch gets
+    candidates = [("onnx", "fp32"), ("onnx", "int8"), ("torch", "fp32")]
+    verdicts = {
+        (v.backend, v.precision): v for v in check_backends(tiny_model, "h2", "cpu", candidates, crops)
+    }
+    assert sum(seen) == backend_check.WARMUP_FACES + backend_check.TIMING_BATCH < len(crops)
+    assert set(verdicts) == set(candidates)
+    assert verdicts[("onnx", "fp32")].max_delta <= 1e-3 and verdicts[("onnx", "fp32")].passed
+    assert verdicts[("onnx", "int8")].faces == len(crops) and verdicts[("onnx", "int8")].max_delta > 0
+    assert all(v.images_per_s > 0 for v in verdicts.values())
+
+
+def test_calibrating_one_face_at_a_time_writes_the_same_int8_file(
+    tiny_model, faces, tmp_path, monkeypatch
+) -> None:
+    """Strided MinMax calibration bounds memory without changing the ranges: byte-identical files."""
+    from facskit.runtime import quantize
+    from facskit.runtime.export import export_onnx
+
+    fp32_path = export_onnx(tiny_model, tmp_path / "tiny.onnx")
+    one = quantize.quantize_onnx(fp32_path, tmp_path / "one.onnx", faces["calibration"])
+    monkeypatch.setattr(quantize, "CALIBRATION_BATCH", len(faces["calibration"]))
+    everything = quantize.quantize_onnx(fp32_path, tmp_path / "all.onnx", faces["calibration"])
+    assert one.read_bytes() == everything.read_bytes()
+
+
+def test_default_face_crops_are_made_once_and_survive_damage(cache, monkeypatch) -> None:
+    from facskit.models import create_model
+    from facskit.runtime import quantize
+
+    spec = create_model("bmvc2018-tiny", width=8, depth=1, input_size=32).spec
+    made = []
+    monkeypatch.setattr(
+        quantize,
+        "_make_face_crops",
+        lambda s, split, v: made.append(split) or np.full((3, s.crop_size, s.crop_size, 3), 7, np.uint8),
+    )
+    first = quantize.face_crops(spec, "check")
+    assert quantize.face_crops(spec, "check").tobytes() == first.tobytes() and made == ["check"]
+    (cached,) = (cache / "crops").iterdir()
+    cached.write_bytes(b"\x93NUMPY garbage")
+    assert quantize.face_crops(spec, "check").shape == first.shape and made == ["check", "check"]
+
+
 def test_always_torch_only_where_the_options_decide_it(monkeypatch) -> None:
     assert backend_check.always_torch("cpu", "torch", "auto")
     assert backend_check.always_torch("cpu", "auto", "bf16") and backend_check.always_torch(
