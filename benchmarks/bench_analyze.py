@@ -67,7 +67,7 @@ def verdicts(model: str) -> list[dict]:
     import warnings
 
     warnings.simplefilter("ignore")
-    from facskit.analyze.detector import resolve_model
+    from facskit.analyze.model_source import resolve_model
     from facskit.runtime.check import available_candidates, check_backends, verdict_summary
 
     backend, card = resolve_model(model, "cpu", "torch", "fp32")

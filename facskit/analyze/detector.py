@@ -13,16 +13,15 @@ occurrence thresholds once per file. The same object drives ``facskit analyze``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from facskit.analyze.model_source import DEFAULT_MODEL, concrete_device, resolve_model
 from facskit.analyze.pipeline import (
     DEFAULT_CHUNK_FRAMES,
     FACE_SELECTIONS,
@@ -45,133 +44,24 @@ from facskit.analyze.sources import (
 )
 from facskit.aus import OCCURRENCE_THRESHOLD
 from facskit.deprecation import renamed_keyword
-from facskit.errors import CheckpointError, MediaError, UsageError
+from facskit.errors import MediaError, UsageError
 from facskit.runtime.backends import (
     BACKENDS,
     PRECISIONS,
-    Backend,
     BackendName,
     OnnxBackend,
     Precision,
     TorchBackend,
 )
-from facskit.runtime.check import select_backend
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.analyze.engine import TrackerObserver
     from facskit.models.spec import AUModel
 
-DEFAULT_MODEL = "default"
-# Where trained default weights are installed (package data); "default" resolves to this file.
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.ckpt"
 ARRAY_FILE = "<array>"
 
 # What analyze() takes: a path (file, folder, glob), a facskit.io.MediaFile, or an RGB uint8 image.
 Source = str | os.PathLike[str] | np.ndarray | Any
-
-
-def resolve_model(
-    model: str | os.PathLike[str] | AUModel,
-    device: str,
-    backend: BackendName,
-    precision: Precision = "fp32",
-    quiet: bool = False,
-) -> tuple[Backend, dict]:
-    """A backend for ``model`` plus the model card facts that go into ``.attrs``.
-
-    ``model`` is ``"default"`` (trained weights shipped with facskit), a checkpoint path, an exported
-    ``.onnx`` file, a registry name (fresh, untrained weights: useful for testing the wiring only, hence a
-    warning) or a model object.
-
-    A model object implies torch, so ``AUModel`` is imported only for one: an ``.onnx`` file runs on ONNX
-    Runtime without torch being imported at all (what keeps a Ray worker's start-up light).
-    """
-    card: dict[str, Any] = {}
-    if not isinstance(model, str | os.PathLike):
-        from facskit.models.spec import AUModel
-
-        if not isinstance(model, AUModel):
-            raise UsageError(f"model must be a name, a path or an AUModel, not {type(model).__name__}")
-        card.update(source="<object>", trained=None)
-        net: AUModel | None = model
-    else:
-        text = os.fspath(model)
-        if text == DEFAULT_MODEL:
-            if not DEFAULT_WEIGHTS.is_file():
-                raise CheckpointError(
-                    f"no trained default model is installed ({DEFAULT_WEIGHTS} is missing); pass a "
-                    "checkpoint with --model PATH (Detector(model=PATH)) or train one with `facskit train`"
-                )
-            text = str(DEFAULT_WEIGHTS)
-        if text.lower().endswith(".onnx"):
-            if not Path(text).is_file():
-                raise CheckpointError(f"no such ONNX file: {text}")
-            onnx_backend = OnnxBackend(text, device=device)
-            card.update(source=text, trained=None, backend="onnx", hash=_file_hash(Path(text)))
-            return onnx_backend, card
-        if Path(text).is_file():
-            from facskit.runtime.shipped import shipped_backend
-
-            # ONNX files exported beside this very checkpoint (the shipped default has them): no torch.
-            shipped = shipped_backend(text, device, backend, precision)
-            if shipped is not None:
-                card.update(source=text, trained=True, **shipped[1].card, hash=shipped[1].weights_hash)
-                return shipped[0], card
-        from facskit.models.registry import create_model, list_models
-
-        if Path(text).is_file():
-            net, info = _load_checkpoint(text)
-            card.update(
-                source=text,
-                trained=True,
-                checkpoint_facskit_version=info.get("facskit_version"),
-                training=info.get("training") or {},
-            )
-        elif text in list_models():
-            warnings.warn(
-                f"model {text!r} is a registry name: its weights are freshly initialised (untrained), so the "
-                "AU values are meaningless; pass a trained checkpoint for real analysis",
-                stacklevel=3,
-            )
-            net = create_model(text)
-            card.update(source=text, trained=False)
-        else:
-            raise CheckpointError(
-                f"{text!r} is neither 'default', an existing checkpoint/.onnx file nor a model name "
-                f"({', '.join(list_models())})"
-            )
-    assert net is not None
-    from facskit.models.checkpoint import weights_hash
-
-    card["hash"] = weights_hash(net)
-    progress = (lambda _: None) if quiet else None
-    return select_backend(net, card["hash"], device, backend, precision, progress), card
-
-
-def _load_checkpoint(path: str) -> tuple[AUModel, dict[str, Any]]:
-    """:func:`facskit.models.checkpoint.load_checkpoint`, its advice fitted to analysis: a file of pickled
-    Python objects is never unpickled here (that would run code from the file), so the hint names the
-    command that converts the one such file facskit knows, not an ``allow_pickle`` analysis does not have."""
-    from facskit.models.checkpoint import load_checkpoint
-
-    try:
-        return load_checkpoint(path)
-    except CheckpointError as error:
-        if "pickle" not in str(error).lower():
-            raise
-        raise CheckpointError(
-            f"{path}: holds pickled Python objects, which analysis never loads (unpickling runs code from "
-            "the file); for the BMVC'18 AUdetector.pth.tar run `facskit import-weights` (it has "
-            "--allow-pickle) and pass the checkpoint it writes"
-        ) from None
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 class Detector:
@@ -460,33 +350,6 @@ class Detector:
                 break
             if frame.index >= start_frame:
                 yield frame, faces
-
-
-def concrete_device(device: str, model: Any = None) -> str:
-    """``device`` with ``"auto"`` made concrete: ``"cuda"`` where the model can run there, else ``"cpu"``.
-
-    For an ``.onnx`` file that is ONNX Runtime's CUDA provider, asked without importing torch (what keeps a
-    Ray worker's start-up light); for anything else, torch's CUDA. Other names are returned unchanged.
-    """
-    if device != "auto":
-        return device
-    if isinstance(model, str | os.PathLike) and os.fspath(model).lower().endswith(".onnx"):
-        try:
-            import onnxruntime
-        except ImportError:  # OnnxBackend names the missing extra
-            return "cpu"
-        return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
-    if not gpu_driver_present():
-        return "cpu"  # torch.cuda.is_available() would say the same after a 1.3 s import
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def gpu_driver_present() -> bool:
-    """Whether an NVIDIA (CUDA) or AMD (ROCm) kernel driver is loaded (``/proc``, ``/dev``): without one
-    neither torch nor ONNX Runtime can see a GPU, so ``auto`` is the CPU without importing either."""
-    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))
 
 
 def _merge_calibrations(calibrations: Sequence[Any]) -> dict[str, Any] | None:

@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from facskit.analyze.detector import Detector, concrete_device
+    from facskit.analyze.detector import Detector
+    from facskit.analyze.model_source import concrete_device
     from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES
     from facskit.analyze.runner import OutputOptions, RaySettings, analyze_to_dir
     from facskit.aus import parse_aus

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from facskit.analyze.detector import DEFAULT_MODEL, DEFAULT_WEIGHTS
+    from facskit.analyze.model_source import DEFAULT_MODEL, DEFAULT_WEIGHTS
     from facskit.errors import FacskitError
     from facskit.models.checkpoint import load_model
     from facskit.runtime.export import export_onnx

@@ -79,7 +79,7 @@ def test_model_choices_fail_clearly(tmp_path) -> None:
 
 
 def test_default_model_is_the_shipped_checkpoint_or_a_clear_error(tmp_path, monkeypatch) -> None:
-    from facskit.analyze import detector as detector_module
+    from facskit.analyze import model_source as detector_module
     from facskit.synth import SYNTH_AUS
 
     assert detector_module.DEFAULT_WEIGHTS.is_file(), "facskit ships trained default weights"

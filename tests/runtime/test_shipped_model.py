@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facskit.analyze.detector import DEFAULT_WEIGHTS
+from facskit.analyze.model_source import DEFAULT_WEIGHTS
 from facskit.runtime import shipped as shipped_module
 from facskit.runtime.shipped import (
     REGENERATE,
