@@ -72,9 +72,7 @@ def _video_frames(
                 yield position, frame.image
             if frame.index >= last:
                 break
-    except (MediaError, OSError, ValueError) as error:
-        problems.append(Problem(source, f"unreadable frames: decoding stopped ({error})"))
-    except Exception as error:  # PyAV's own errors (av.error.*)
+    except Exception as error:  # noqa: BLE001 - MediaError, OSError, ValueError and PyAV's own av.error.*
         problems.append(Problem(source, f"unreadable frames: decoding stopped ({error})"))
     if wanted:
         missing = sorted(wanted)

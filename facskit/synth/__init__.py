@@ -7,7 +7,8 @@ fields (texture mode). Ground truth (AU intensities, landmarks, pose, identity) 
 """
 
 from facskit.synth.face_model import SYNTH_AUS, Identity, expression_shape, identity_shape, sample_identity
-from facskit.synth.render import FaceRenderer, Pose, Scene, sample_scene
+from facskit.synth.render import FaceRenderer, Pose
+from facskit.synth.scene import Scene, sample_scene
 from facskit.synth.sequence import SynthFrame, au_timeline, generate_sequence, pose_timeline
 from facskit.synth.texture import animate_face
 from facskit.synth.writers import FORMATS, GROUND_TRUTH_FILE, MANIFEST_FILE, label_intensity, write_dataset

@@ -103,7 +103,6 @@ def skin_albedo(
     albedo *= 1 - red[..., None] * np.array([0.0, 0.5, 0.45], np.float32)
     if identity.beard > 0:
         beard = ((ys > shape[33, 1] + 0.04) & face_mask.astype(bool)).astype(np.float32)
-        beard *= np.clip((np.abs(xs) - 0.0) * 0 + 1, 0, 1)
         beard = cv2.GaussianBlur(beard, (0, 0), 0.05 * canvas.ppu) * (0.8 + 0.2 * skin_tex)
         albedo *= 1 - 0.45 * identity.beard * beard[..., None]
     return albedo

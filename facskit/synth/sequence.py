@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from facskit.synth.face_model import POSE_LIMITS_DEG, SYNTH_AUS, Identity, sample_identity
-from facskit.synth.render import FaceRenderer, Pose, Scene, sample_scene
+from facskit.synth.render import FaceRenderer, Pose
+from facskit.synth.scene import Scene, sample_scene
 
 # Expected fraction of frames inside an expression episode: DISFA-like, most frames neutral.
 DEFAULT_ACTIVITY = 0.45

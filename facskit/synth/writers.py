@@ -40,7 +40,8 @@ from facskit.aus import BP4D_AUS, DISFA_AUS, au_column
 from facskit.errors import FacskitError, UsageError
 from facskit.io.atomic import atomic_write_bytes, atomic_write_parquet
 from facskit.synth.face_model import SYNTH_AUS, sample_identity
-from facskit.synth.render import FaceRenderer, sample_scene
+from facskit.synth.render import FaceRenderer
+from facskit.synth.scene import sample_scene
 from facskit.synth.sequence import (
     DEFAULT_ACTIVITY,
     FPS,
