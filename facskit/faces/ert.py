@@ -158,7 +158,15 @@ class ErtShapePredictor:
         n_splits = n_leaves - 1
         n_features = arrays["anchor_idx"].shape[1]
         grid = (n_cascades, n_trees, n_splits)
-        if initial.shape != (n_values // 2, 2) or arrays["split_idx1"].shape != grid:
+        expected = {
+            "initial_shape": (n_values // 2, 2),
+            "anchor_idx": (n_cascades, n_features),
+            "deltas": (n_cascades, n_features, 2),
+            "split_idx1": grid,
+            "split_idx2": grid,
+            "split_thresh": grid,
+        }
+        if any(arrays[name].shape != shape for name, shape in expected.items()):
             raise ValueError("the landmark model's arrays do not fit together")
         if n_leaves & n_splits:  # dlib requires complete trees: leaves a power of two, splits = leaves - 1
             raise ValueError("the landmark model's trees are not complete binary trees")

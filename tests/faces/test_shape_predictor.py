@@ -191,6 +191,19 @@ def test_synthetic_model_fits_like_dlib(tmp_path: Path) -> None:
         assert np.array_equal(predictor.predict(gray, *rect), dlib_points(reference, gray, rect)), rect
 
 
+def test_predictions_in_threads_are_independent(tmp_path: Path) -> None:
+    """Each thread has its own buffer for the leaf rows (a shared front end may be used by several)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = ErtShapePredictor(synthetic_model(4, trees=40).as_dict())
+    gray = to_gray(read_image(SAMPLE_FACE))
+    rects = [(10 + i, 20 + 2 * i, 90 + 3 * i, 100 + i) for i in range(24)]
+    alone = [predictor.predict(gray, *rect) for rect in rects]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda rect: predictor.predict(gray, *rect), rects * 3))
+    assert all(np.array_equal(a, b) for a, b in zip(alone * 3, together, strict=True))
+
+
 def test_sum_in_order_is_float32_left_to_right() -> None:
     rng = np.random.default_rng(0)
     rows = (rng.standard_normal((500, 136)) * 10.0 ** rng.integers(-7, 2, (500, 1))).astype(np.float32)
