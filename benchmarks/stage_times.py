@@ -3,10 +3,11 @@
     python benchmarks/stage_times.py [VIDEO] [--model default] [--backend auto] [--precision auto]
 
 Part 1 runs the stages one after another on one thread (so their times add up and do not overlap) with
-wrappers timing dlib's HOG detection, the landmark fit, the head pose, the BMVC alignment, the network
-(batch 16) and the readout + rows. Part 2 runs the real pipelined engine (``Detector.iter_chunks``) and
-reports its wall time, the process's CPU seconds over it (2.0 on 2 cores = both busy) and frames/s. The
-load average is printed with both, because other work on the machine slows every stage.
+wrappers timing dlib's HOG detection, the landmark fit (dlib's ERT model run in numpy), the head pose, the
+BMVC alignment, the network (batch 16) and the readout + rows. Part 2 runs the real pipelined engine
+(``Detector.iter_chunks``) and reports its wall time, the process's CPU seconds over it (2.0 on 2 cores =
+both busy) and frames/s. The load average is printed with both, because other work on the machine slows
+every stage.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def serial_stages(detector: Any, video: Path) -> tuple[dict[str, float], int]:
     front = detector.front_end
     originals = (FaceDetector.candidates, LandmarkPredictor.predict, track_module.head_pose)
     FaceDetector.candidates = timed(totals, "detect (HOG, every 5th frame)", FaceDetector.candidates)
-    LandmarkPredictor.predict = timed(totals, "landmarks (dlib, 68 points)", LandmarkPredictor.predict)
+    LandmarkPredictor.predict = timed(totals, "landmarks (68 points, ERT)", LandmarkPredictor.predict)
     track_module.head_pose = timed(totals, "head pose (solvePnP)", track_module.head_pose)
     try:
         tracker = FaceTracker(

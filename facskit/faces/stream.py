@@ -17,8 +17,9 @@ from facskit.io import Frame, MediaFile, MediaKind, iter_frames
 
 @dataclass
 class FaceFrontEnd:
-    """The loaded models (~100 MB, ~1 s each to load), shared by every file one run processes; the still
-    and video detectors load on first use, so a run over videos never pays for the still one."""
+    """The loaded models (the landmark model memory-mapped, the detectors ~1 ms each from their cached
+    copies), shared by every file one run processes; the still and video detectors load on first use, so a
+    run over videos never pays for the still one."""
 
     detect_every: int = DEFAULT_DETECT_EVERY
     predictor: LandmarkPredictor = field(default_factory=LandmarkPredictor)
