@@ -20,7 +20,7 @@ from facskit.align import AlignSpec, align_face
 from facskit.aus import AUS, au_points, draw_au_points
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = ROOT.parent / "shared" / "media" / "single_face.jpg"
+DEFAULT_IMAGE = ROOT / "facskit" / "assets" / "sample_face.jpg"  # Pexels licence (THIRD_PARTY.md)
 DEFAULT_OUT = ROOT / "docs" / "img" / "aus_points.png"
 TILE = 224  # tile side in pixels (crops are 256, drawn then resized)
 COLUMNS = 6
