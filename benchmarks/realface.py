@@ -70,6 +70,7 @@ def teacher_analyser() -> Analyse:
     from facskit.io import expand_path
     from facskit.synth.face_model import SYNTH_AUS
     from facskit.teacher import BlendshapeTeacher, load_au_map
+    from facskit.teacher.teach import MIN_PRESENCE
 
     front_end, teacher, au_map = FaceFrontEnd(), BlendshapeTeacher(), load_au_map()
 
@@ -81,6 +82,8 @@ def teacher_analyser() -> Analyse:
                     if not face.success:
                         continue
                     reading = teacher.read(frame.image, face.landmarks)
+                    if reading.presence < MIN_PRESENCE:  # as teach does: the mesh model saw no face
+                        continue
                     values = au_map.intensities(reading, SYNTH_AUS)
                     row = {"file": str(item.path), "frame": frame.index, "face_id": face.face_id}
                     row["x"] = float(face.box.x)
