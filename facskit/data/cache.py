@@ -59,6 +59,26 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return _NPY_MAGIC + struct.pack("<H", room) + body
 
 
+def read_cache_settings(out: Path) -> dict[str, Any] | None:
+    """The settings the cache in ``out`` was made with (its ``meta.json``), None for a folder without one.
+
+    A damaged file is refused in one line naming it: ``prepare`` and ``teach`` compare these settings before
+    resuming, and a resume must never guess what a half-made cache was made with.
+    """
+    path = out / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DatasetError(
+            f"{path}: not valid JSON ({error}); {out} is not a usable cache: use another --out"
+        ) from None
+    if not isinstance(settings, dict):
+        raise DatasetError(f"{path}: not a facskit cache's metadata; use another --out")
+    return settings
+
+
 class ShardWriter:
     """Streams one sequence's crops into ``<stem>-0000.npy``, ``<stem>-0001.npy``... of ``shard_size`` each.
 

@@ -20,7 +20,6 @@ sequence is :mod:`facskit.data.prepare_worker`; the part files and their assembl
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing as mp
 import re
 import sys
@@ -42,6 +41,7 @@ from facskit.data.cache import (
     META_FILE,
     PART_DIR,
     SHARD_DIR,
+    read_cache_settings,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -220,23 +220,15 @@ def _cache_meta(
 def _check_meta(out: Path, meta: dict[str, Any]) -> None:
     """Refuse a folder that holds a cache prepared with other settings (a resume must not mix them);
     then write ``meta``."""
-    meta_path = out / META_FILE
-    if meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise DatasetError(
-                f"{meta_path}: not valid JSON ({error}); {out} is not a usable cache: use another --out"
-            ) from None
-        if not isinstance(old, dict):
-            raise DatasetError(f"{meta_path}: not a facskit cache's metadata; use another --out")
+    old = read_cache_settings(out)
+    if old is not None:
         changed = [k for k in _META_KEYS if old.get(k) != meta.get(k)]
         if old.get("format") != CACHE_FORMAT or changed:
             what = ", ".join(f"{k}: {old.get(k)!r} -> {meta.get(k)!r}" for k in changed) or "another format"
             raise DatasetError(
                 f"{out} holds a cache prepared with other settings ({what}); use another --out"
             )
-    write_json_atomic(meta, meta_path)
+    write_json_atomic(meta, out / META_FILE)
 
 
 def _run_tasks(

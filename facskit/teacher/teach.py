@@ -46,10 +46,11 @@ from facskit.data.cache import (
     SKIP_NO_FACE,
     SKIP_UNREADABLE,
     ShardWriter,
+    read_cache_settings,
     write_json_atomic,
     write_parquet_atomic,
 )
-from facskit.errors import DatasetError, MediaError, UsageError
+from facskit.errors import MediaError, UsageError
 from facskit.io import MediaFile, MediaKind, Progress, expand_path, probe
 from facskit.io.lock import hold_lock
 from facskit.teacher.au_map import LIPS_APART, AUMap, coefficient_column, load_au_map
@@ -196,14 +197,10 @@ class _Labeller:
 
 def _check_meta(out: Path, meta: dict[str, Any]) -> bool:
     """Write or check the cache's settings; True when only the AU map changed (relabel, do not redo)."""
-    path = out / META_FILE
-    if not path.exists():
-        write_json_atomic(meta, path)
+    old = read_cache_settings(out)
+    if old is None:
+        write_json_atomic(meta, out / META_FILE)
         return False
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"{path}: unreadable ({error}); delete the folder to start again") from error
     changed = sorted(k for k in set(meta) | set(old) if k != "facskit" and meta.get(k) != old.get(k))
     if changed == ["teacher"] and {**old.get("teacher", {}), "au_map": None} == {
         **meta["teacher"],

@@ -115,3 +115,23 @@ def test_incomplete_or_foreign_cache_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / META_FILE).write_text(json.dumps({"format": "other", "version": 1, "aus": []}))
     with pytest.raises(DatasetError, match="not a version 1"):
         PreparedCache(tmp_path)
+
+
+def test_cache_settings_absent_damaged_or_not_a_mapping(tmp_path) -> None:
+    """prepare and teach read a cache's settings through one function: None for a new folder, one line
+    naming a damaged file."""
+    from facskit.data.cache import META_FILE, read_cache_settings
+    from facskit.errors import DatasetError
+
+    assert read_cache_settings(tmp_path) is None
+    (tmp_path / META_FILE).write_text('{"format": "x"')
+    with pytest.raises(DatasetError, match=rf"{META_FILE}: not valid JSON .*use another --out"):
+        read_cache_settings(tmp_path)
+    (tmp_path / META_FILE).write_bytes(b"\xff\xfe")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        read_cache_settings(tmp_path)
+    (tmp_path / META_FILE).write_text("[1, 2]")
+    with pytest.raises(DatasetError, match="not a facskit cache's metadata"):
+        read_cache_settings(tmp_path)
+    (tmp_path / META_FILE).write_text('{"format": "x"}')
+    assert read_cache_settings(tmp_path) == {"format": "x"}
