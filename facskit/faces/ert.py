@@ -1,8 +1,8 @@
 """dlib's shape predictor (Kazemi & Sullivan 2014, "One millisecond face alignment with an ensemble of
 regression trees") in numpy, on the model decoded once into facskit's cache and memory-mapped.
 
-Why: ``dlib.shape_predictor(path)`` spends 0.92 s on every start decoding the 100 MB model (issue #26).
-Here the decoded float32 arrays (facskit.faces.dlib_format, ~1 s once per machine) are stored under
+Why: ``dlib.shape_predictor(path)`` spends 0.6-0.9 s on every start decoding the 100 MB model (2-core
+AMD EPYC). Here the decoded float32 arrays (facskit.faces.dlib_format, ~1 s once per machine) are stored under
 ``cache_dir()/dlib/`` and memory-mapped in ~10 ms. Memory is the pages fits touch: nothing until the first
 face, then, as the kernel maps the neighbours of each page read, nearly all 65 MB of leaf values (dlib's
 own copy: 69 MB, measured).

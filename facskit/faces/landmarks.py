@@ -1,9 +1,10 @@
 """68 facial landmarks with dlib's ensemble-of-regression-trees shape predictor (Kazemi & Sullivan 2014),
-trained on iBUG 300-W; ~1.1 ms per face on one core.
+trained on iBUG 300-W; ~1.5 ms per face on one core (dlib's own: ~1.1 ms).
 
 The predictor runs in numpy (facskit.faces.ert) on a copy of dlib's model decoded once into facskit's
-cache, with the same integer points as dlib: loading dlib's own predictor takes 0.92 s and ~100 MB on every
-start (issue #26), the cached copy milliseconds. dlib's predictor is still used where the model cannot be
+cache, with the same integer points as dlib (1.33 million points compared, all equal): loading dlib's own
+predictor takes 0.6-0.9 s on every start, the memory-mapped copy 8-10 ms
+(benchmarks/results/landmarks_numpy.md). dlib's predictor is still used where the model cannot be
 converted (a warning says so), or on request (``engine="dlib"``, or FACSKIT_LANDMARK_ENGINE=dlib).
 """
 
