@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facskit.deprecation import renamed_keyword
+from facskit.io.frame import Frame
 from facskit.io.image import image_page_count, image_size, iter_image_pages
 from facskit.io.media import MediaFile, MediaKind, media_kind
-from facskit.io.video import Frame, iter_video_frames, probe_video
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ def probe(path: str | os.PathLike[str] | MediaFile) -> MediaInfo:
     if media.kind is MediaKind.IMAGE:
         width, height = image_size(media.path)
         return MediaInfo(MediaKind.IMAGE, image_page_count(media.path), None, width, height)
+    from facskit.io.video import probe_video  # PyAV only for videos
+
     info = probe_video(media.path)
     return MediaInfo(MediaKind.VIDEO, info.frame_count, info.fps, info.width, info.height)
 
@@ -57,4 +59,6 @@ def iter_frames(
         for page, image in enumerate(iter_image_pages(media.path)):
             yield Frame(page, 0.0, image)
         return
+    from facskit.io.video import iter_video_frames  # PyAV only for videos
+
     yield from iter_video_frames(media.path, frame_step=frame_step, threads=threads)

@@ -15,23 +15,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from facskit.deprecation import renamed_keyword
 from facskit.errors import MediaError
+from facskit.io.frame import Frame
 
 TRUNCATION_SLACK_FRAMES = 5  # frames fewer than the header's count that still count as complete
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A frame of a media file: 0-based index (a video's in decode order, a multi-page image's page),
-    timestamp in seconds since the stream start (0.0 for an image), (H, W, 3) uint8 RGB pixels.
-    :func:`facskit.io.iter_frames` yields these for images and videos alike."""
-
-    index: int
-    timestamp: float
-    image: np.ndarray
 
 
 VideoFrame = Frame  # its name when only videos had frames
