@@ -184,28 +184,41 @@ def verdict_file() -> Path:
     return cache_dir() / VERDICT_FILE
 
 
+def read_cached(key: str) -> Any:
+    """The entry ``key`` of the verdict cache file, None when absent (or the file is missing or unreadable:
+    a cache is only ever recomputed, never trusted in part)."""
+    return _cache_contents().get(key)
+
+
+def write_cached(key: str, value: Any) -> None:
+    """Set the entry ``key`` of the verdict cache file (atomic replace; a lost race between two processes
+    loses one cache entry only). The backend check and the shipped files' local timing share the file."""
+    data = _cache_contents()
+    data[key] = value
+    atomic_write_text(verdict_file(), json.dumps(data, indent=1, sort_keys=True) + "\n", parents=True)
+
+
+def _cache_contents() -> dict[str, Any]:
+    try:
+        data = json.loads(verdict_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def load_verdicts(key: str) -> dict[tuple[str, str], Verdict]:
     """The cached verdicts under ``key`` (empty when absent or unreadable)."""
     try:
-        entries = json.loads(verdict_file().read_text()).get(key, [])
-        return {(e["backend"], e["precision"]): Verdict(**e) for e in entries}
-    except (OSError, ValueError, TypeError, KeyError):
+        return {(e["backend"], e["precision"]): Verdict(**e) for e in read_cached(key) or []}
+    except (ValueError, TypeError, KeyError):
         return {}
 
 
 def save_verdicts(key: str, verdicts: list[Verdict]) -> None:
-    """Merge ``verdicts`` under ``key`` into the cache file (atomic replace; a lost race loses a cache entry
-    only)."""
-    path = verdict_file()
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
-        data = {}
-    merged = {(e["backend"], e["precision"]): e for e in data.get(key, [])}
+    """Merge ``verdicts`` under ``key`` into the cache file."""
+    merged = {(e["backend"], e["precision"]): e for e in read_cached(key) or []}
     merged.update({(v.backend, v.precision): asdict(v) for v in verdicts})
-    data[key] = list(merged.values())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_cached(key, list(merged.values()))
 
 
 def check_backends(

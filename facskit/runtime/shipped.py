@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,37 +195,20 @@ def choose_shipped(
 def _local_speeds(shipped: ShippedExports) -> dict[str, float]:
     """Images per second of the shipped fp32 and int8 files on this machine (one batch of 8 noise crops,
     best of two; cached per weights and machine in the backend check's cache file)."""
-    from facskit.runtime.check import verdict_file
+    from facskit.runtime.backends import OnnxBackend
+    from facskit.runtime.check import read_cached, throughput, write_cached
 
     key = f"shipped-{shipped.weights_hash}-{machine_key()}"
-    cache = verdict_file()
-    try:
-        cached = json.loads(cache.read_text()).get(key)
-        if isinstance(cached, dict) and {"fp32", "int8"} <= set(cached):
-            return {k: float(v) for k, v in cached.items()}
-    except (OSError, ValueError, AttributeError):
-        pass
-    from facskit.runtime.backends import OnnxBackend
-
+    cached = read_cached(key)
+    if isinstance(cached, dict) and {"fp32", "int8"} <= set(cached):
+        return {k: float(v) for k, v in cached.items()}
     speeds: dict[str, float] = {}
     for precision in ("fp32", "int8"):
         backend = OnnxBackend(shipped.path(precision), precision=precision)  # type: ignore[arg-type]
         size = backend.spec.crop_size
         crops = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
-        backend.heatmaps(crops[:1])
-        best = float("inf")
-        for _ in range(2):
-            start = time.perf_counter()
-            backend.heatmaps(crops)
-            best = min(best, time.perf_counter() - start)
-        speeds[precision] = len(crops) / best
-    try:
-        data = json.loads(cache.read_text()) if cache.is_file() else {}
-    except ValueError:
-        data = {}
-    data[key] = speeds
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cache, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        speeds[precision] = throughput(backend, crops)
+    write_cached(key, speeds)
     return speeds
 
 
