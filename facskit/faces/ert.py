@@ -75,13 +75,13 @@ def _write_cache(folder: Path, arrays: ShapePredictorArrays, source: Path) -> No
     """Each array as ``<name>.npy`` then the manifest, every file written atomically: a reader sees a
     manifest only once all the arrays it lists are complete (a concurrent writer writes identical bytes).
     The manifest names the source model, so that a copy whose model has changed can be recognised."""
-    from facskit.io.atomic import atomic_write, atomic_write_json
+    from facskit.io.atomic import atomic_write_json, atomic_write_npy
 
     folder.mkdir(parents=True, exist_ok=True)
     listed = {}
     for name, array in arrays.as_dict().items():
         file = folder / f"{name}.npy"
-        atomic_write(file, lambda tmp, array=array: _save_npy(tmp, array))
+        atomic_write_npy(file, array)
         listed[name] = {"bytes": file.stat().st_size, "shape": list(array.shape), "dtype": array.dtype.str}
     stat = source.stat()
     manifest = {
@@ -115,11 +115,6 @@ def _remove_stale(current: Path) -> None:
         except OSError:
             continue
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as handle:  # a handle: np.save given a name not ending in .npy would append it
-        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from facskit.errors import FacskitError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 
@@ -84,6 +85,18 @@ def atomic_write_json(
 def atomic_write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame, **options: Any) -> Path:
     """``frame`` to Parquet without its index, atomically (``options`` as for :func:`atomic_write`)."""
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False), **options)
+
+
+def atomic_write_npy(path: str | os.PathLike[str], array: np.ndarray, **options: Any) -> Path:
+    """``array`` as a C-ordered ``.npy`` file (no pickles), atomically; ``np.load(path, mmap_mode="r")``
+    maps it back. Written through a handle: ``np.save`` given the temporary name would append ``.npy``."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+    return atomic_write(path, write, **options)
 
 
 def _umask() -> int:

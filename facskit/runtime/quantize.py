@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from facskit.errors import FacskitError
-from facskit.io.atomic import atomic_write
+from facskit.io.atomic import atomic_write, atomic_write_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from facskit.models.spec import AUModel, ModelSpec
@@ -120,18 +120,13 @@ def face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str] | Non
         pass  # absent or damaged: made again
     crops = _make_face_crops(spec, split, [SAMPLE_CLIP])
     with contextlib.suppress(OSError, FacskitError):  # a read-only cache costs the next check the rendering
-        atomic_write(path, lambda tmp: _save_npy(tmp, crops), parents=True)
+        atomic_write_npy(path, crops, parents=True)
     return crops
 
 
 def _make_face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str]) -> np.ndarray:
     real = real_face_crops(spec, videos, split, REAL_PER_VIDEO)
     return np.concatenate([real, synthetic_face_crops(spec, split)])
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as handle:  # a file object, so numpy does not append ".npy" to the temporary name
-        np.save(handle, array, allow_pickle=False)
 
 
 class _CropReader:
