@@ -369,33 +369,22 @@ def _layout_holds(
     """Every tree has S splits and L leaves, its first leaf matrix starts where its header ends, and each
     further one where the previous one ends (all checked at once)."""
     try:
-        return _layout_checks(b, found, ends, tree_starts, leaf_rows, shape)
+        _, n_splits, n_leaves = shape
+        if leaf_rows.shape != (len(tree_starts), n_leaves) or np.any(ends[leaf_rows] < 0):
+            return False
+        split_pos, leaves_pos = _split_positions(b, tree_starts, n_splits)
+        with np.errstate(over="ignore"):
+            counts_ok = np.all(_decode_ints_lenient(b, tree_starts) == n_splits) and np.all(
+                _decode_ints_lenient(b, leaves_pos) == n_leaves
+            )
+        leaves_pos += 1 + (b[leaves_pos] & 0x0F)
+        return bool(
+            counts_ok
+            and np.array_equal(found[leaf_rows[:, 0]], leaves_pos)
+            and np.array_equal(found[leaf_rows[:, 1:]], ends[leaf_rows[:, :-1]])
+        )
     except IndexError:  # tree starts that are not tree starts ran off the data
         return False
-
-
-def _layout_checks(
-    b: np.ndarray,
-    found: np.ndarray,
-    ends: np.ndarray,
-    tree_starts: np.ndarray,
-    leaf_rows: np.ndarray,
-    shape: tuple[int, int, int],
-) -> bool:
-    _, n_splits, n_leaves = shape
-    if leaf_rows.shape != (len(tree_starts), n_leaves) or np.any(ends[leaf_rows] < 0):
-        return False
-    split_pos, leaves_pos = _split_positions(b, tree_starts, n_splits)
-    with np.errstate(over="ignore"):
-        counts_ok = np.all(_decode_ints_lenient(b, tree_starts) == n_splits) and np.all(
-            _decode_ints_lenient(b, leaves_pos) == n_leaves
-        )
-    leaves_pos += 1 + (b[leaves_pos] & 0x0F)
-    return bool(
-        counts_ok
-        and np.array_equal(found[leaf_rows[:, 0]], leaves_pos)
-        and np.array_equal(found[leaf_rows[:, 1:]], ends[leaf_rows[:, :-1]])
-    )
 
 
 def _decode_ints_lenient(b: np.ndarray, pos: np.ndarray) -> np.ndarray:
