@@ -171,6 +171,7 @@ def heldout_media() -> list[Path]:
 
 def agreement(analyse: Analyse, teacher_rows: pd.DataFrame, media: list[Path]) -> dict[str, float]:
     """Per-AU PCC with the mapped teacher over the faces both read (matched by file, frame, face id)."""
+    from facskit.metrics import pcc
     from facskit.teacher import AU_SOURCES
 
     rows = pd.concat([analyse(m) for m in media], ignore_index=True)
@@ -180,12 +181,8 @@ def agreement(analyse: Analyse, teacher_rows: pd.DataFrame, media: list[Path]) -
         name = f"AU{au:02d}"
         if name in joined and f"{name}_teacher" in joined:
             a, b = joined[name].to_numpy(float), joined[f"{name}_teacher"].to_numpy(float)
-            ok = np.isfinite(a) & np.isfinite(b)
-            result[name] = (
-                float(np.corrcoef(a[ok], b[ok])[0, 1])
-                if ok.sum() > 2 and a[ok].std() and b[ok].std()
-                else float("nan")
-            )
+            pairs = int((np.isfinite(a) & np.isfinite(b)).sum())
+            result[name] = pcc(a, b) if pairs > 2 else float("nan")  # pcc drops NaN pairs itself
     return result
 
 

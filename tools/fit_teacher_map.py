@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from facskit.aus import au_column
+from facskit.metrics import pcc
 from facskit.teacher.au_map import (
     AU_SOURCES,
     LIPS_APART,
@@ -68,10 +69,6 @@ def anchored_map(neutral: np.ndarray, names: tuple[str, ...]) -> MonotoneMap:
     if zero <= 0:
         return MonotoneMap((0.0, top), (0.0, MAX_INTENSITY))
     return MonotoneMap((0.0, zero, max(top, zero + 1e-3)), (0.0, 0.0, MAX_INTENSITY))
-
-
-def pcc(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
 
 
 def main() -> None:
