@@ -40,7 +40,7 @@ from facskit.data.index import (
     video_frame_count,
 )
 from facskit.errors import DatasetError
-from facskit.io.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from facskit.io.media import MediaKind, media_kind
 
 _AU_HEADER = re.compile(r"^\s*au\s*0*\d+\s*$", re.IGNORECASE)
 
@@ -161,7 +161,7 @@ class _LabelRows:
             self.missing[name] = self.missing.get(name, 0) + 1
             return
         self.files.add(path.resolve())
-        is_video = path.suffix.lower() in VIDEO_EXTENSIONS
+        is_video = media_kind(path) is MediaKind.VIDEO
         frame = self._frame(line, row, path, is_video)
         if frame is None:
             return
@@ -279,9 +279,7 @@ def _unlabelled_media(root: Path, labelled: set[Path]) -> Problem | None:
     unlabelled = [
         p
         for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-        and p.resolve() not in labelled
+        if p.is_file() and media_kind(p) is not None and p.resolve() not in labelled
     ]
     if not unlabelled:
         return None
@@ -328,7 +326,7 @@ def _order_frames(items: list[_Item]) -> tuple[list[_Item], np.ndarray, bool]:
     One video: its own frame indices. Images, or several videos: numbered 0..n-1 in file-name order (then
     frame order within a video).
     """
-    if not any(p.suffix.lower() in VIDEO_EXTENSIONS for _, p, _, _ in items):
+    if not any(media_kind(p) is MediaKind.VIDEO for _, p, _, _ in items):
         items = sorted(items, key=lambda item: str(item[1]))
         return items, np.arange(len(items), dtype=np.int64), False
     if len({p for _, p, _, _ in items}) > 1:

@@ -16,15 +16,10 @@ import pandas as pd
 
 from facskit.data.index import Problem
 from facskit.errors import MediaError
-from facskit.io.media import VIDEO_EXTENSIONS
+from facskit.io.media import MediaKind, media_kind
 
 #: (row position, RGB image, or None when the frame could not be read)
 FrameAt = tuple[int, np.ndarray | None]
-
-
-def is_video(path: str) -> bool:
-    """Whether ``path`` names a video (by its extension, as the readers index it)."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def iter_sequence_frames(rows: pd.DataFrame, problems: list[Problem]) -> Iterator[FrameAt]:
@@ -38,7 +33,7 @@ def iter_sequence_frames(rows: pd.DataFrame, problems: list[Problem]) -> Iterato
     for start, stop in _runs_of_one_source(sources):
         source = str(sources[start])
         positions = range(start, stop)
-        if is_video(source):
+        if media_kind(Path(source)) is MediaKind.VIDEO:  # by extension, as the readers index it
             yield from _video_frames(source, source_frames, positions, problems)
         else:
             yield from _image_frames(source, positions, problems)
