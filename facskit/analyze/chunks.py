@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facskit.faces.track import DEFAULT_FULL_SCAN_ROUNDS
+
 FALLBACK_WARMUP_FACTOR = 4
 
 
@@ -53,12 +55,13 @@ def plan_chunks(
 ) -> list[Chunk]:
     """Time chunks of a video of ``frame_count`` frames (one chunk when unknown or short).
 
-    Warm-up starts are rounded down to a multiple of ``detect_every * frame_step`` so the chunk's detection
-    rounds fall on the same frames as the single run's (the tracker detects on its first frame).
+    Warm-up starts are rounded down to a multiple of ``detect_every * frame_step`` times the tracker's
+    detection rounds per whole-frame scan, so the chunk's detection rounds, and its whole-frame scans, fall
+    on the same frames as the single run's (the tracker scans the whole frame on its first frame).
     """
     if not frame_count or frame_count <= chunk_frames:
         return [Chunk(0, 0, None, 0)]
-    period = detect_every * frame_step
+    period = detect_every * frame_step * DEFAULT_FULL_SCAN_ROUNDS
     starts = list(range(0, frame_count, chunk_frames))
 
     def warm(start: int, frames: int) -> int:
@@ -75,10 +78,11 @@ def plan_chunks(
 
 @dataclass
 class TrackerState:
-    """A tracker's state after one frame: detection phase, id counter, face ids in order and a digest of
-    everything else that decides the next frames (landmarks, scores, success, unconfirmed rounds)."""
+    """A tracker's state after one frame: detection phase (frames since the last detection, rounds since the
+    last whole-frame scan), id counter, face ids in order and a digest of everything else that decides the
+    next frames (landmarks, scores, success, unconfirmed rounds)."""
 
-    phase: int
+    phase: tuple[int, int]
     next_id: int
     ids: tuple[int, ...]
     digest: str
@@ -93,7 +97,8 @@ class TrackerState:
                 repr((float(track.score), bool(track.success), int(track.unconfirmed_rounds))).encode()
             )
         ids = tuple(int(t.face_id) for t in tracker._tracks)
-        return cls(int(tracker._frames_since_detection), int(tracker._next_id), ids, digest.hexdigest())
+        phase = (int(tracker._frames_since_detection), int(tracker._rounds_since_full_scan))
+        return cls(phase, int(tracker._next_id), ids, digest.hexdigest())
 
     def same_as(self, other: TrackerState) -> bool:
         return self.phase == other.phase and self.digest == other.digest and len(self.ids) == len(other.ids)

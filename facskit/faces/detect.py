@@ -14,6 +14,7 @@ back to full-resolution coordinates (landmarks are fitted on the full image).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -26,6 +27,10 @@ from facskit.faces.models import CNN_FACE_DETECTOR, frontal_face_detector, model
 NMS_MAX_IOU = 0.3  # detections overlapping more than this are the same face
 CNN_FACE_SIDE = 110  # pixels: the crop is scaled so the face is this big (MMOD's window is ~80 px)
 CNN_MATCH_IOU = 0.3  # a CNN box must overlap the HOG box this much to confirm it
+# candidates_near: the region scanned around a known face, in face sides, and the side the face is shrunk
+# to there (the HOG window is 80 px, so 100 px sits one pyramid level above it).
+NEAR_REGION = 2.0
+NEAR_FACE_SIDE = 100.0
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,74 @@ class FaceDetector:
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._hog.run(small, self.upsample, min_score)
-        boxes = [Box(r.left() / scale, r.top() / scale, r.width() / scale, r.height() / scale) for r in rects]
-        kept = non_max_suppression(boxes, list(scores), NMS_MAX_IOU)
-        return [DetectedFace(boxes[i], float(scores[i])) for i in kept]
+        boxes, scores = self._run_hog(small, min_score, (scale, scale), (0.0, 0.0))
+        kept = non_max_suppression(boxes, scores, NMS_MAX_IOU)
+        return [DetectedFace(boxes[i], scores[i]) for i in kept]
+
+    def candidates_near(
+        self, image: np.ndarray, around: Sequence[Box], min_score: float
+    ) -> list[DetectedFace]:
+        """As :meth:`candidates`, but scanning only a square of ``NEAR_REGION`` x each box's side around it,
+        shrunk so that the box is ``NEAR_FACE_SIDE`` pixels (never finer than :meth:`candidates` sees it).
+
+        This is how a tracker confirms the faces it follows: on a 640 x 360 frame with one 216-pixel face
+        the HOG takes 2.9 ms on that region against 17.2 ms on the whole frame (measured on
+        WolfgangLanger_Pexels.mp4, score 1.95 against 1.88). A face elsewhere in the frame is not seen.
+        """
+        height, width = image.shape[:2]
+        finest = min(1.0, self.max_side / max(height, width))
+        boxes: list[Box] = []
+        scores: list[float] = []
+        for box in around:
+            side = max(box.w, box.h)
+            if not side > 0:
+                continue
+            cx, cy = box.centre
+            half = NEAR_REGION * side / 2
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            region = image[y0:y1, x0:x1]
+            scale = min(finest, NEAR_FACE_SIDE / side)
+            size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+            if scale < 1.0:
+                region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+            else:
+                size = (x1 - x0, y1 - y0)
+            factors = (size[0] / (x1 - x0), size[1] / (y1 - y0))
+            found, found_scores = self._run_hog(np.ascontiguousarray(region), min_score, factors, (x0, y0))
+            boxes += found
+            scores += found_scores
+        kept = non_max_suppression(boxes, scores, NMS_MAX_IOU)
+        return [DetectedFace(boxes[i], scores[i]) for i in kept]
+
+    def near_share(self, shape: tuple[int, ...], around: Sequence[Box]) -> float:
+        """Pixels :meth:`candidates_near` would scan around ``around``, as a share of those :meth:`candidates`
+        scans on an image of ``shape`` (the HOG's time is about proportional to them)."""
+        height, width = shape[:2]
+        finest = min(1.0, self.max_side / max(height, width))
+        near = 0.0
+        for box in around:
+            side = max(box.w, box.h)
+            if not side > 0:
+                continue
+            region = min(NEAR_REGION * side, float(max(height, width))) * min(finest, NEAR_FACE_SIDE / side)
+            near += region * region
+        return near / (height * width * finest * finest)
+
+    def _run_hog(
+        self, image: np.ndarray, min_score: float, factors: tuple[float, float], origin: tuple[float, float]
+    ) -> tuple[list[Box], list[float]]:
+        """dlib's HOG on ``image`` (a copy scaled by ``factors`` of the region at ``origin``), its boxes in
+        the full image's pixels."""
+        rects, scores, _ = self._hog.run(image, self.upsample, min_score)
+        fx, fy = factors
+        boxes = [
+            Box(origin[0] + r.left() / fx, origin[1] + r.top() / fy, r.width() / fx, r.height() / fy)
+            for r in rects
+        ]
+        return boxes, [float(score) for score in scores]
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in an RGB or grey image, best score first (see the class docstring for the rules)."""

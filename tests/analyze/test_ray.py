@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from facskit.analyze.chunks import Chunk, plan_chunks
+from facskit.faces.track import DEFAULT_FULL_SCAN_ROUNDS
 
 FRAMES = 150
 
@@ -30,8 +31,8 @@ def test_plan_chunks_warm_up_is_aligned_to_detection_rounds() -> None:
     assert plan_chunks(90, 100, 60, 5) == [Chunk(0, 0, None, 0)]
     chunks = plan_chunks(250, 100, 33, 5)
     assert [(c.start, c.stop) for c in chunks] == [(0, 100), (100, 200), (200, None)]
-    assert [c.warm_start for c in chunks] == [0, 65, 165]
-    assert all(c.warm_start % 5 == 0 for c in chunks)
+    assert [c.warm_start for c in chunks] == [0, 60, 165]
+    assert all(c.warm_start % (5 * DEFAULT_FULL_SCAN_ROUNDS) == 0 for c in chunks)  # whole-frame scans align
     assert chunks[0].tail_from is not None and chunks[0].tail_from <= chunks[1].warm_start
 
 

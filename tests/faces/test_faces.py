@@ -11,6 +11,7 @@ import pytest
 from facskit.errors import FacskitError
 from facskit.faces import (
     FACE_COLUMNS,
+    Box,
     FaceDetector,
     FaceFrontEnd,
     FaceTracker,
@@ -116,21 +117,58 @@ def test_faces_only_where_a_face_is_visible(front_end: FaceFrontEnd, media_dir: 
     assert len({face.face_id for faces in found for face in faces}) == 1
 
 
+class CountingDetector(FaceDetector):
+    """The video detector, noting the frame scans ("whole") and the scans near tracked faces ("near")."""
+
+    def __init__(self) -> None:
+        super().__init__(upsample=0, verify_weak=False, max_side=640)
+        self.calls: list[str] = []
+
+    def candidates(self, image: np.ndarray, min_score: float):  # noqa: ANN201 - same as the parent
+        self.calls.append("whole")
+        return super().candidates(image, min_score)
+
+    def candidates_near(self, image: np.ndarray, around, min_score: float):  # noqa: ANN001, ANN201
+        self.calls.append("near")
+        return super().candidates_near(image, around, min_score)
+
+
 def test_tracker_detects_every_n_frames_not_every_frame(front_end: FaceFrontEnd, media_dir: Path) -> None:
-    calls = []
-
-    class CountingDetector(FaceDetector):
-        def candidates(self, image: np.ndarray, min_score: float):  # noqa: ANN201 - same as the parent
-            calls.append(1)
-            return super().candidates(image, min_score)
-
-    counting = CountingDetector(upsample=0, verify_weak=False, max_side=640)
+    counting = CountingDetector()
     tracker = FaceTracker(detect_every=5, detector=counting, predictor=front_end.predictor)
     for frame in iter_frames(media_dir / "single_face.mp4"):
         tracker.update(frame.image)
         if frame.index == 29:
             break
-    assert len(calls) == 6  # frames 0, 5, ..., 25
+    # frames 0, 5, ..., 25; the whole frame at the start and every third round, near the face between
+    assert counting.calls == ["whole", "near", "near", "whole", "near", "near"]
+
+
+def test_scans_near_the_faces_find_what_whole_frames_find(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    frames = [frame.image for frame in iter_frames(media_dir / "WolfgangLanger_Pexels.mp4")][:60]
+    found = {}
+    for rounds in (1, 3):
+        counting = CountingDetector()
+        tracker = FaceTracker(detector=counting, predictor=front_end.predictor, full_scan_rounds=rounds)
+        found[rounds] = [tracker.update(image) for image in frames]
+        assert ("near" in counting.calls) == (rounds > 1)
+    ids = {rounds: [[face.face_id for face in faces] for faces in found[rounds]] for rounds in found}
+    assert ids[1] == ids[3]
+    for whole, near in zip(found[1], found[3], strict=True):
+        for a, b in zip(whole, near, strict=True):
+            np.testing.assert_array_equal(a.landmarks, b.landmarks)  # the fits do not depend on the scans
+            assert b.score > 0.5  # the face is confirmed by the scan near it, as by the whole-frame scan
+
+
+def test_near_scan_maps_boxes_back_to_the_frame(front_end: FaceFrontEnd, media_dir: Path) -> None:
+    image = next(iter(iter_frames(media_dir / "WolfgangLanger_Pexels.mp4"))).image
+    detector = front_end.video_detector
+    [whole] = detector.candidates(image, -0.5)
+    [near] = detector.candidates_near(image, [whole.box], -0.5)
+    assert iou(whole.box, near.box) > 0.7
+    assert detector.candidates_near(image, [Box(0, 0, 0, 0), Box(-500, -500, 50, 50)], -0.5) == []
+    assert 0 < detector.near_share(image.shape, [whole.box]) < 0.5  # cheaper than the whole frame
+    assert detector.near_share(image.shape, [whole.box] * 8) > 1  # many faces: the whole frame is cheaper
 
 
 def test_implausible_fit_is_flagged(front_end: FaceFrontEnd, media_dir: Path) -> None:
