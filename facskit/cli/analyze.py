@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=5,
         metavar="N",
-        help="run the face detector every N analysed frames, track landmarks between (default 5)",
+        help="run the face detector every N analysed frames (near the tracked faces; over the whole frame "
+        "every 3N), track landmarks between (default 5)",
     )
     add_deprecated_alias(parser, "--every", "--detect-every", type=int)
     parser.add_argument(

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=5,
         metavar="N",
-        help="run the face detector every N processed frames",
+        help="run the face detector every N processed frames (near the tracked faces; over the whole "
+        "frame every 3N)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
