@@ -31,7 +31,8 @@ from facskit.faces.pose import HeadPose, head_pose
 
 DEFAULT_DETECT_EVERY = 5  # frames between detections while tracking (DESIGN.md section 6)
 # Detection rounds per whole-frame scan while every face is tracked; the others look near the faces only.
-# Measured on WolfgangLanger_Pexels.mp4 (one face, 640 x 360): detection 3.5 -> 1.5 ms per frame.
+# Measured on WolfgangLanger_Pexels.mp4 (one face, 640 x 360), 3 alternating runs in one process: detection
+# 4.3-5.0 ms per frame with every round on the whole frame, 1.9-2.5 ms with this.
 DEFAULT_FULL_SCAN_ROUNDS = 3
 # Scan the whole frame instead when the regions near the faces would cost this share of it or more (the HOG's
 # time grows with the pixels it scans: many faces, or faces filling the frame).
