@@ -160,6 +160,32 @@ def test_scans_near_the_faces_find_what_whole_frames_find(front_end: FaceFrontEn
             assert b.score > 0.5  # the face is confirmed by the scan near it, as by the whole-frame scan
 
 
+def test_a_face_fading_in_is_found_within_three_detection_rounds(
+    front_end: FaceFrontEnd, media_dir: Path
+) -> None:
+    """No scene cut announces a face that fades in beside a tracked one: only a whole-frame scan finds it,
+    which comes every third detection round (15 frames), so it is found at most 15 frames later than when
+    every round scanned the whole frame."""
+    left = [frame.image for frame in iter_frames(media_dir / "WolfgangLanger_Pexels.mp4")][:50]
+    right = [frame.image for frame in iter_frames(media_dir / "single_face.mp4")][:50]
+    frames = [
+        np.concatenate([a, (b * float(np.clip((i - 20) / 12, 0, 1))).astype(np.uint8)], axis=1)
+        for i, (a, b) in enumerate(zip(left, right, strict=True))
+    ]
+    first: dict[int, dict[int, int]] = {}
+    for rounds in (1, 3):
+        tracker = FaceTracker(
+            detector=front_end.video_detector, predictor=front_end.predictor, full_scan_rounds=rounds
+        )
+        first[rounds] = {}
+        for index, image in enumerate(frames):
+            for face in tracker.update(image):
+                first[rounds].setdefault(face.face_id, index)
+    assert sorted(first[1]) == sorted(first[3]) == [0, 1]
+    assert first[1][0] == first[3][0] == 0
+    assert first[1][1] <= first[3][1] < first[1][1] + 5 * 3
+
+
 def test_near_scan_maps_boxes_back_to_the_frame(front_end: FaceFrontEnd, media_dir: Path) -> None:
     image = next(iter(iter_frames(media_dir / "WolfgangLanger_Pexels.mp4"))).image
     detector = front_end.video_detector
