@@ -196,6 +196,7 @@ class Detector:
             batch_size=batch_size or self.batch_size,
             faces=self.faces,
             keep_heatmaps=keep_heatmaps,
+            keep_images=on_frame is not None,
         )
         results = self._results(pipeline, label, source, start_frame, max_frames, observe)
         yield from chunked(self._release_images(results, on_frame), chunk_frames)
@@ -214,12 +215,13 @@ class Detector:
 
         video = isinstance(source, MediaFile) and source.kind is MediaKind.VIDEO
         if video and (self.pipelined or observe is not None):
-            from facskit.analyze.engine import run_pipelined, tracked_video_frames
+            from facskit.analyze.engine import frame_bytes, run_pipelined, tracked_video_frames
 
             tracked = tracked_video_frames(
                 self.front_end, source, self.frame_step, start_frame, max_frames, observe=observe
             )
-            return run_pipelined(pipeline, label, tracked)
+            size = frame_bytes(source) if pipeline.keep_images else None
+            return run_pipelined(pipeline, label, tracked, size)
         return pipeline.run(label, self._tracked_frames(source, start_frame, max_frames))
 
     @staticmethod

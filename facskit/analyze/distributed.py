@@ -183,7 +183,9 @@ def analyze_chunk(
                 if index < chunk.start or (chunk.tail_from is not None and index >= chunk.tail_from):
                     states[index] = TrackerState.of(tracker)
 
-            pipeline = AnalysisPipeline(detector.backend, detector.batch_size, detector.faces)
+            pipeline = AnalysisPipeline(
+                detector.backend, detector.batch_size, detector.faces, keep_images=False
+            )
             tracked = tracked_video_frames(
                 detector.front_end,
                 media,

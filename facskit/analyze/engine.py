@@ -3,10 +3,14 @@
     decode (PyAV) --q--> track + landmarks + align (dlib, cv2) --q--> batch + network + readout (torch/ORT)
 
 Three stages, each on its own thread (the last on the caller's), joined by bounded queues. Threads and not
-processes, because every heavy call here (PyAV's decoder, dlib's HOG and shape predictor, cv2.warpAffine,
-torch and ONNX Runtime kernels) releases the GIL, and threads share the frames without pickling them. The
-queues are bounded (:data:`DECODE_QUEUE_FRAMES`, :data:`PREPARED_QUEUE_FRAMES`), so a fast decoder cannot run
-ahead of a slow network and memory stays flat whatever the video length.
+processes: PyAV's decoder, dlib's HOG, cv2.warpAffine, torch and ONNX Runtime kernels release the GIL, and
+threads share the frames without pickling them (a front end in a second process, frames pickled through a
+queue, ran at 75-79 against 102-112 frames/s). The landmark fit, many small numpy calls, holds the GIL for
+most of its ~2 ms a face; that is what limits the engine on two cores now. The
+queues are bounded (:data:`DECODE_QUEUE_FRAMES`, :data:`PREPARED_QUEUE_FRAMES`, fewer frames for large
+frames: :data:`DECODE_QUEUE_BYTES`), so a fast decoder cannot run ahead of a slow network and memory stays
+flat whatever the video length; frames waiting for the network hold only their face crops unless a caller
+wants the pixels (overlays).
 
 The stages are exactly those of the serial loop (:meth:`AnalysisPipeline.prepare` then
 :meth:`AnalysisPipeline.run_prepared`), run in the same order on the same data, so the engine's rows equal
@@ -33,6 +37,11 @@ T = TypeVar("T")
 DECODE_QUEUE_FRAMES = 32
 # Prepared frames hold their aligned crops (192 KB per face at 256): two batches of 64 in flight at most.
 PREPARED_QUEUE_FRAMES = 128
+# Larger frames get shorter queues: at most this many bytes of decoded frames wait for the front end, and
+# of frames that keep their pixels (for overlays) for the network. A 240-frame 4K clip peaked at 1.83 GB
+# with 32 + 128 frames queued (measured); at 64 MB, 4K decodes 2 frames ahead, 1080p 10, 640x360 still 32.
+DECODE_QUEUE_BYTES = 64 << 20
+PREPARED_QUEUE_BYTES = 128 << 20
 _DONE = object()
 
 # Called on the front-end thread after each tracker update: (frame index, the tracker).
@@ -122,7 +131,11 @@ def tracked_video_frames(
         detect_every=front_end.detect_every, detector=front_end.video_detector, predictor=front_end.predictor
     )
     decoded = iter_frames(media, frame_step=frame_step, threads=decode_threads)
-    frames = in_background(decoded, DECODE_QUEUE_FRAMES, "facskit-decode") if prefetch else decoded
+    if prefetch:
+        length = queue_length(frame_bytes(media), DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES)
+        frames = in_background(decoded, length, "facskit-decode")
+    else:
+        frames = decoded
     try:
         for frame in frames:
             if max_frames is not None and frame.index >= max_frames:
@@ -139,16 +152,39 @@ def tracked_video_frames(
 
 
 def run_pipelined(
-    pipeline: AnalysisPipeline, file: str, tracked: Iterable[tuple[Any, list[Any]]]
+    pipeline: AnalysisPipeline,
+    file: str,
+    tracked: Iterable[tuple[Any, list[Any]]],
+    frame_bytes: int | None = None,
 ) -> Iterator[FrameResult]:
     """The engine: ``tracked`` (decode + track) and :meth:`~AnalysisPipeline.prepare` (align) run on the
-    front-end thread, batching and the network on the caller's; rows as :meth:`AnalysisPipeline.run`."""
+    front-end thread, batching and the network on the caller's; rows as :meth:`AnalysisPipeline.run`.
+    ``frame_bytes`` (one decoded frame) shortens the queue where the pipeline keeps the frames' pixels."""
+    length = PREPARED_QUEUE_FRAMES
+    if pipeline.keep_images:
+        length = queue_length(frame_bytes, PREPARED_QUEUE_BYTES, PREPARED_QUEUE_FRAMES)
     prepared: Iterator[PreparedFrame] = in_background(
-        (pipeline.prepare(file, frame, faces) for frame, faces in tracked),
-        PREPARED_QUEUE_FRAMES,
-        "facskit-frontend",
+        (pipeline.prepare(file, frame, faces) for frame, faces in tracked), length, "facskit-frontend"
     )
     return pipeline.run_prepared(prepared)
+
+
+def frame_bytes(media: Any) -> int | None:
+    """Bytes of one decoded RGB frame of the video ``media``, from its header; None where it does not say."""
+    from facskit.io.video import probe_video
+
+    try:
+        info = probe_video(media.path)
+    except Exception:  # noqa: BLE001 - only a queue length depends on it; decoding reports the real error
+        return None
+    return info.width * info.height * 3 if info.width and info.height else None
+
+
+def queue_length(frame_bytes: int | None, budget: int, most: int) -> int:
+    """``most`` frames, or as many as fit in ``budget`` bytes when that is fewer, but at least 2."""
+    if not frame_bytes:
+        return most
+    return max(2, min(most, budget // frame_bytes))
 
 
 # glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3.
@@ -178,4 +214,11 @@ def tune_malloc(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 30) ->
         return False
 
 
-__all__ = ["in_background", "run_pipelined", "tracked_video_frames", "tune_malloc"]
+__all__ = [
+    "frame_bytes",
+    "in_background",
+    "queue_length",
+    "run_pipelined",
+    "tracked_video_frames",
+    "tune_malloc",
+]

@@ -68,7 +68,9 @@ class AnalysisPipeline:
     """Streams :class:`FrameResult` objects for one media source, batching crops across frames.
 
     ``keep_heatmaps`` keeps each face's maps on its :class:`FaceResult` (for overlays and
-    ``--save-heatmaps``); otherwise they are dropped right after the readout.
+    ``--save-heatmaps``); otherwise they are dropped right after the readout. ``keep_images=False`` drops
+    each frame's pixels as soon as its faces are aligned, so that frames waiting for the network hold only
+    their crops (a 4K frame is 25 MB, its face crop 192 kB).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class AnalysisPipeline:
         batch_size: int = 16,
         faces: FaceSelection = "all",
         keep_heatmaps: bool = False,
+        keep_images: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
@@ -86,6 +89,7 @@ class AnalysisPipeline:
         self.batch_size = batch_size
         self.faces = faces
         self.keep_heatmaps = keep_heatmaps
+        self.keep_images = keep_images
         from facskit.align import AlignSpec
 
         spec = backend.spec
@@ -109,6 +113,8 @@ class AnalysisPipeline:
         from facskit.align import align_faces
 
         result = self._frame_result(file, frame, tracked)
+        if not self.keep_images:
+            result.image = None
         if not result.faces:
             return result, None
         landmarks = np.stack([f.landmarks for f in result.faces])  # (N, 68, 2)

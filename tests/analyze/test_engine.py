@@ -84,3 +84,42 @@ def test_consumer_stopping_early_stops_the_producer() -> None:
 def test_tune_malloc_is_harmless() -> None:
     assert tune_malloc() in (True, False)
     assert np.ones(1 << 20).sum() == 1 << 20
+
+
+def test_queues_hold_fewer_frames_of_large_videos() -> None:
+    from facskit.analyze.engine import DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES, queue_length
+
+    assert queue_length(None, DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES) == DECODE_QUEUE_FRAMES
+    assert queue_length(640 * 360 * 3, DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES) == DECODE_QUEUE_FRAMES
+    assert queue_length(1920 * 1080 * 3, DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES) == 10
+    assert queue_length(3840 * 2160 * 3, DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES) == 2
+    assert queue_length(10**10, DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES) == 2  # never fewer than two
+
+
+def test_frames_keep_their_pixels_only_for_a_consumer_that_wants_them(
+    tiny_model, media_dir, monkeypatch
+) -> None:
+    """Frames queued for the network hold only their crops, unless ``on_frame`` (overlays) wants pixels."""
+    from facskit import Detector
+    from facskit.analyze.pipeline import AnalysisPipeline
+
+    queued: list[bool] = []
+    prepare = AnalysisPipeline.prepare
+
+    def spying(self, file, frame, tracked):  # noqa: ANN001, ANN202
+        result, crops = prepare(self, file, frame, tracked)
+        queued.append(result.image is not None)
+        return result, crops
+
+    monkeypatch.setattr(AnalysisPipeline, "prepare", spying)
+    video = media_dir / "WolfgangLanger_Pexels.mp4"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        detector = Detector(model=tiny_model, backend="torch", precision="fp32")
+    seen: list[bool] = []
+    for _ in detector.iter_chunks(video, max_frames=10, on_frame=lambda r: seen.append(r.image is not None)):
+        pass
+    assert queued == seen == [True] * 10  # the overlay writer sees every frame's pixels
+    queued.clear()
+    chunks = list(detector.iter_chunks(video, max_frames=10))
+    assert queued == [False] * 10 and sum(len(chunk) for chunk in chunks) == 10
