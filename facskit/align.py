@@ -28,6 +28,25 @@ from typing import Literal
 import cv2
 import numpy as np
 
+
+def heatmap_region(
+    matrix: np.ndarray, frame_shape: tuple[int, int], crop_size: int = 256, map_size: int = 64
+) -> tuple[int, int, int, int] | None:
+    """The frame pixels ``(x0, y0, x1, y1)`` (x1, y1 exclusive) that :func:`heatmaps_to_frame` can make
+    non-zero for maps of ``map_size`` on the crop of ``matrix``: the crop's square grown by one map pixel
+    (bilinear reads reach one pixel past the map), mapped into the frame, plus a pixel; None when it lies
+    outside the frame. Outside it every warped value is 0."""
+    pad = crop_size / map_size + 1.0
+    far = crop_size + pad
+    points = points_to_frame(np.array([[-pad, -pad], [far, -pad], [-pad, far], [far, far]]), matrix)
+    height, width = int(frame_shape[0]), int(frame_shape[1])
+    left, top = np.floor(points.min(axis=0)) - 1
+    right, bottom = np.ceil(points.max(axis=0)) + 2
+    x0, y0 = max(0, int(left)), max(0, int(top))
+    x1, y1 = min(width, int(right)), min(height, int(bottom))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
 __all__ = [
     "BMVC_LANDMARKS",
     "BMVC_TEMPLATE_256",
@@ -38,6 +57,7 @@ __all__ = [
     "align_faces",
     "alignment_matrix",
     "crop_template",
+    "heatmap_region",
     "heatmaps_to_frame",
     "points_to_crop",
     "points_to_frame",
@@ -232,7 +252,11 @@ def align_faces(
 
 
 def heatmaps_to_frame(
-    maps: np.ndarray, matrix: np.ndarray, frame_shape: tuple[int, int], crop_size: int = 256
+    maps: np.ndarray,
+    matrix: np.ndarray,
+    frame_shape: tuple[int, int],
+    crop_size: int = 256,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Warp heatmaps ``(P, h, w)`` predicted on a crop back into the frame: ``(P, H, W)`` float32.
 
@@ -241,6 +265,9 @@ def heatmaps_to_frame(
     map at ``A @ M @ q`` with ``A`` the crop -> map rescaling; one bilinear ``warpAffine`` with
     ``WARP_INVERSE_MAP`` per map, zero outside the crop. A peak at map pixel ``m`` lands where
     ``points_to_frame(rescale_points(m, h, crop_size), matrix)`` puts it.
+
+    With ``origin`` (x, y), ``frame_shape`` is that of a window of the frame whose top-left pixel is frame
+    pixel ``origin`` (see :func:`heatmap_region`): the maps are warped into that window only.
     """
     arr = np.asarray(maps, dtype=np.float32)
     if arr.ndim != 3:
@@ -250,7 +277,8 @@ def heatmaps_to_frame(
     sx, sy = w / crop_size, h / crop_size
     crop_to_map = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
     m = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
-    frame_to_map = (crop_to_map @ m)[:2]  # (2, 3)
+    window = np.array([[1.0, 0.0, origin[0]], [0.0, 1.0, origin[1]], [0.0, 0.0, 1.0]])
+    frame_to_map = (crop_to_map @ m @ window)[:2]  # (2, 3)
     out = np.empty((len(arr), height, width), dtype=np.float32)  # (P, H, W)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for p, heatmap in enumerate(arr):

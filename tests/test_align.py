@@ -121,6 +121,30 @@ def test_heatmap_peak_lands_where_the_point_does(kind):
         assert frame[p].max() == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.mark.parametrize("kind", ["bmvc", "similarity"])
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (-200.0, -150.0), (420.0, 0.0), (3000.0, 0.0)])
+def test_heatmaps_warped_into_their_region_equal_the_whole_frame_there(kind, shift):
+    """Outside :func:`heatmap_region` the whole-frame warp is 0, and inside it the window's warp equals it
+    (bit for bit with OpenCV 5.1; the tolerance allows another rounding of the folded translation), for
+    faces inside, across the frame's edges and off the frame."""
+    from facskit.align import heatmap_region
+
+    _, landmarks = _face(7)
+    matrix = alignment_matrix(landmarks + np.array(shift, np.float32), AlignSpec(kind))
+    maps = np.random.default_rng(3).uniform(0.0, 5.0, (1, 64, 64)).astype(np.float32)  # non-zero everywhere
+    whole = heatmaps_to_frame(maps, matrix, (480, 640), crop_size=256)[0]
+    region = heatmap_region(matrix, (480, 640), crop_size=256, map_size=64)
+    if region is None:
+        assert not whole.any()
+        return
+    x0, y0, x1, y1 = region
+    window = heatmaps_to_frame(maps, matrix, (y1 - y0, x1 - x0), crop_size=256, origin=(x0, y0))[0]
+    np.testing.assert_allclose(window, whole[y0:y1, x0:x1], rtol=0, atol=1e-3)
+    outside = whole.copy()
+    outside[y0:y1, x0:x1] = 0
+    assert not outside.any() and whole[y0:y1, x0:x1].any()
+
+
 def test_track_matrix_aligns_the_median_face_of_the_usable_frames() -> None:
     from facskit.align import track_matrix
 

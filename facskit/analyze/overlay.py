@@ -43,24 +43,46 @@ def blend_heatmaps(
     image: np.ndarray, faces: Sequence[Any], spec: ModelSpec, aus: Sequence[int]
 ) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) RGB with the selected AUs' maps of every face blended in (jet colours,
-    opacity growing with the value)."""
+    opacity growing with the value).
+
+    Only the frame region each face's maps can reach is warped and blended (:func:`facskit.align.
+    heatmap_region`; elsewhere their opacity is 0 and the pixels stay as they are): over the whole frame,
+    one face took 13.5 ms on a 640x360 frame and 730 ms with ~0.5 GB of temporaries on a 4K one (measured).
+    """
     import cv2
 
-    from facskit.align import heatmaps_to_frame
+    from facskit.align import heatmap_region, heatmaps_to_frame
 
-    canvas = image.astype(np.float32)
     index = [spec.aus.index(a) for a in aus if a in spec.aus]
+    blended = []
     for face in faces:
         if face.heatmaps is None or not index:
             continue
         maps = per_au_maps(face.heatmaps.astype(np.float32), spec.convention)[index]  # (A', h, w)
-        combined = maps.max(axis=0, keepdims=True)  # (1, h, w)
-        in_frame = heatmaps_to_frame(combined, face.matrix, image.shape[:2], spec.crop_size)[0]  # (H, W)
+        region = heatmap_region(face.matrix, image.shape[:2], spec.crop_size, maps.shape[-1])
+        if region is not None:
+            blended.append((maps.max(axis=0, keepdims=True), face.matrix, region))  # (1, h, w)
+    out = image.copy()
+    if not blended:
+        return out
+    ux0, uy0 = (min(region[k] for _, _, region in blended) for k in (0, 1))
+    ux1, uy1 = (max(region[k] for _, _, region in blended) for k in (2, 3))
+    canvas = image[uy0:uy1, ux0:ux1].astype(np.float32)  # the regions' union, blended face by face
+    for combined, matrix, (x0, y0, x1, y1) in blended:
+        shape = (y1 - y0, x1 - x0)
+        in_frame = heatmaps_to_frame(combined, matrix, shape, spec.crop_size, origin=(x0, y0))[0]
+        rows, cols = np.nonzero(in_frame > VISIBLE_FROM)  # opacity 0 elsewhere: those pixels stay
+        if not len(rows):
+            continue
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        in_frame = in_frame[top:bottom, left:right]
         level = np.clip(in_frame / MAX_INTENSITY, 0.0, 1.0)
         colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]  # BGR -> RGB
-        alpha = (0.65 * np.clip((in_frame - VISIBLE_FROM) / 1.0, 0.0, 1.0))[..., None]  # (H, W, 1)
-        canvas = canvas * (1 - alpha) + colours.astype(np.float32) * alpha
-    return np.clip(canvas, 0, 255).astype(np.uint8)
+        alpha = (0.65 * np.clip((in_frame - VISIBLE_FROM) / 1.0, 0.0, 1.0))[..., None]  # (h, w, 1)
+        part = canvas[y0 - uy0 + top : y0 - uy0 + bottom, x0 - ux0 + left : x0 - ux0 + right]
+        part[...] = part * (1 - alpha) + colours.astype(np.float32) * alpha
+    out[uy0:uy1, ux0:ux1] = np.clip(canvas, 0, 255).astype(np.uint8)
+    return out
 
 
 def draw_frame(result: FrameResult, spec: ModelSpec, aus: Sequence[int]) -> np.ndarray:
