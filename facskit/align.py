@@ -28,25 +28,6 @@ from typing import Literal
 import cv2
 import numpy as np
 
-
-def heatmap_region(
-    matrix: np.ndarray, frame_shape: tuple[int, int], crop_size: int = 256, map_size: int = 64
-) -> tuple[int, int, int, int] | None:
-    """The frame pixels ``(x0, y0, x1, y1)`` (x1, y1 exclusive) that :func:`heatmaps_to_frame` can make
-    non-zero for maps of ``map_size`` on the crop of ``matrix``: the crop's square grown by one map pixel
-    (bilinear reads reach one pixel past the map), mapped into the frame, plus a pixel; None when it lies
-    outside the frame. Outside it every warped value is 0."""
-    pad = crop_size / map_size + 1.0
-    far = crop_size + pad
-    points = points_to_frame(np.array([[-pad, -pad], [far, -pad], [-pad, far], [far, far]]), matrix)
-    height, width = int(frame_shape[0]), int(frame_shape[1])
-    left, top = np.floor(points.min(axis=0)) - 1
-    right, bottom = np.ceil(points.max(axis=0)) + 2
-    x0, y0 = max(0, int(left)), max(0, int(top))
-    x1, y1 = min(width, int(right)), min(height, int(bottom))
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
-
-
 __all__ = [
     "BMVC_LANDMARKS",
     "BMVC_TEMPLATE_256",
@@ -284,3 +265,21 @@ def heatmaps_to_frame(
     for p, heatmap in enumerate(arr):
         cv2.warpAffine(heatmap, frame_to_map, (width, height), dst=out[p], flags=flags)
     return out
+
+
+def heatmap_region(
+    matrix: np.ndarray, frame_shape: tuple[int, int], crop_size: int = 256, map_size: int = 64
+) -> tuple[int, int, int, int] | None:
+    """The frame pixels ``(x0, y0, x1, y1)`` (x1, y1 exclusive) that :func:`heatmaps_to_frame` can make
+    non-zero for maps of ``map_size`` on the crop of ``matrix``: the crop's square grown by one map pixel
+    (bilinear reads reach one pixel past the map), mapped into the frame, plus a pixel; None when it lies
+    outside the frame. Outside it every warped value is 0."""
+    pad = crop_size / map_size + 1.0
+    far = crop_size + pad
+    points = points_to_frame(np.array([[-pad, -pad], [far, -pad], [-pad, far], [far, far]]), matrix)
+    height, width = int(frame_shape[0]), int(frame_shape[1])
+    left, top = np.floor(points.min(axis=0)) - 1
+    right, bottom = np.ceil(points.max(axis=0)) + 2
+    x0, y0 = max(0, int(left)), max(0, int(top))
+    x1, y1 = min(width, int(right)), min(height, int(bottom))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None

@@ -6,11 +6,11 @@ Three stages, each on its own thread (the last on the caller's), joined by bound
 processes: PyAV's decoder, dlib's HOG, cv2.warpAffine, torch and ONNX Runtime kernels release the GIL, and
 threads share the frames without pickling them (a front end in a second process, frames pickled through a
 queue, ran at 75-79 against 102-112 frames/s). The landmark fit, many small numpy calls, holds the GIL for
-most of its ~2 ms a face; that is what limits the engine on two cores now. The
-queues are bounded (:data:`DECODE_QUEUE_FRAMES`, :data:`PREPARED_QUEUE_FRAMES`, fewer frames for large
-frames: :data:`DECODE_QUEUE_BYTES`), so a fast decoder cannot run ahead of a slow network and memory stays
-flat whatever the video length; frames waiting for the network hold only their face crops unless a caller
-wants the pixels (overlays).
+most of its ~2 ms a face; that is what limits the engine on two cores now. The queues are bounded
+(:data:`DECODE_QUEUE_FRAMES`, :data:`PREPARED_QUEUE_FRAMES`, fewer frames for large frames:
+:data:`DECODE_QUEUE_BYTES`), so a fast decoder cannot run ahead of a slow network and memory stays flat
+whatever the video length; frames waiting for the network hold only their face crops unless a caller wants
+the pixels (overlays).
 
 The stages are exactly those of the serial loop (:meth:`AnalysisPipeline.prepare` then
 :meth:`AnalysisPipeline.run_prepared`), run in the same order on the same data, so the engine's rows equal
