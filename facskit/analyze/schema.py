@@ -99,7 +99,8 @@ def conform(frame: pd.DataFrame, aus: Sequence[int]) -> pd.DataFrame:
     # Only the columns whose dtype differs: a 183-column astype costs ~24 ms even when nothing changes
     # (measured on a one-face result). Compared by repr, which tells string storages and NA kinds apart
     # (a pandas "str" column compares == "string").
+    dtypes = result_dtypes(aus)
     current = out.dtypes.to_dict()
-    wanted = {name: repr(pd.api.types.pandas_dtype(name)) for name in set(result_dtypes(aus).values())}
-    casts = {c: t for c, t in result_dtypes(aus).items() if repr(current[c]) != wanted[t]}
+    wanted = {name: repr(pd.api.types.pandas_dtype(name)) for name in set(dtypes.values())}
+    casts = {c: t for c, t in dtypes.items() if repr(current[c]) != wanted[t]}
     return out.astype(casts) if casts else out
