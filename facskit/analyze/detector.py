@@ -217,10 +217,16 @@ class Detector:
         if video and (self.pipelined or observe is not None):
             from facskit.analyze.engine import frame_bytes, run_pipelined, tracked_video_frames
 
+            size = frame_bytes(source)  # one header read bounds both queues
             tracked = tracked_video_frames(
-                self.front_end, source, self.frame_step, start_frame, max_frames, observe=observe
+                self.front_end,
+                source,
+                self.frame_step,
+                start_frame,
+                max_frames,
+                observe=observe,
+                frame_size=size,
             )
-            size = frame_bytes(source) if pipeline.keep_images else None
             return run_pipelined(pipeline, label, tracked, size)
         return pipeline.run(label, self._tracked_frames(source, start_frame, max_frames))
 

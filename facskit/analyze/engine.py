@@ -114,6 +114,7 @@ def tracked_video_frames(
     track_from: int = 0,
     decode_threads: int | None = None,
     prefetch: bool = True,
+    frame_size: int | None = None,
 ) -> Iterator[tuple[Any, list[Any]]]:
     """``(frame, tracked faces)`` for every ``frame_step``-th frame of a video, decoded on its own thread.
 
@@ -122,7 +123,8 @@ def tracked_video_frames(
     uninterrupted run) but not yielded; decoding stops at ``max_frames``. Frames before ``track_from`` are
     decoded only (a time chunk of a long video starts its tracker there, see :mod:`facskit.analyze.
     distributed`). ``decode_threads`` caps FFmpeg's threads and ``prefetch=False`` decodes on the caller's
-    thread: together they keep a one-CPU task (a Ray worker) on one core.
+    thread: together they keep a one-CPU task (a Ray worker) on one core. ``frame_size``: bytes of one
+    decoded frame, which bounds the decode queue (read from the video's header when not given).
     """
     from facskit.faces import FaceTracker
     from facskit.io import iter_frames
@@ -132,7 +134,8 @@ def tracked_video_frames(
     )
     decoded = iter_frames(media, frame_step=frame_step, threads=decode_threads)
     if prefetch:
-        length = queue_length(frame_bytes(media), DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES)
+        size = frame_size if frame_size is not None else frame_bytes(media)
+        length = queue_length(size, DECODE_QUEUE_BYTES, DECODE_QUEUE_FRAMES)
         frames = in_background(decoded, length, "facskit-decode")
     else:
         frames = decoded
@@ -155,14 +158,14 @@ def run_pipelined(
     pipeline: AnalysisPipeline,
     file: str,
     tracked: Iterable[tuple[Any, list[Any]]],
-    frame_bytes: int | None = None,
+    frame_size: int | None = None,
 ) -> Iterator[FrameResult]:
     """The engine: ``tracked`` (decode + track) and :meth:`~AnalysisPipeline.prepare` (align) run on the
     front-end thread, batching and the network on the caller's; rows as :meth:`AnalysisPipeline.run`.
-    ``frame_bytes`` (one decoded frame) shortens the queue where the pipeline keeps the frames' pixels."""
+    ``frame_size`` (bytes of one decoded frame) shortens the queue where the pipeline keeps the pixels."""
     length = PREPARED_QUEUE_FRAMES
     if pipeline.keep_images:
-        length = queue_length(frame_bytes, PREPARED_QUEUE_BYTES, PREPARED_QUEUE_FRAMES)
+        length = queue_length(frame_size, PREPARED_QUEUE_BYTES, PREPARED_QUEUE_FRAMES)
     prepared: Iterator[PreparedFrame] = in_background(
         (pipeline.prepare(file, frame, faces) for frame, faces in tracked), length, "facskit-frontend"
     )
@@ -180,11 +183,12 @@ def frame_bytes(media: Any) -> int | None:
     return info.width * info.height * 3 if info.width and info.height else None
 
 
-def queue_length(frame_bytes: int | None, budget: int, most: int) -> int:
-    """``most`` frames, or as many as fit in ``budget`` bytes when that is fewer, but at least 2."""
-    if not frame_bytes:
+def queue_length(frame_size: int | None, budget: int, most: int) -> int:
+    """``most`` frames, or as many frames of ``frame_size`` bytes as fit in ``budget`` when that is fewer,
+    but at least 2."""
+    if not frame_size:
         return most
-    return max(2, min(most, budget // frame_bytes))
+    return max(2, min(most, budget // frame_size))
 
 
 # glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3.

@@ -153,15 +153,16 @@ class FaceTracker:
         """Detections for this round: near the tracked faces on a routine round while every face fits and
         the whole frame is not due, else on the whole frame."""
         self._rounds_since_full_scan += 1
+        boxes = [track.box for track in self._tracks]
         near = (
             routine
             and self._rounds_since_full_scan < self.full_scan_rounds
             and self._tracks
             and all(track.success for track in self._tracks)
-            and self.detector.near_share(gray.shape, [t.box for t in self._tracks]) < MAX_NEAR_SHARE
+            and self.detector.near_share(gray.shape, boxes) < MAX_NEAR_SHARE
         )
         if near:
-            return self.detector.candidates_near(gray, [t.box for t in self._tracks], self.confirm_threshold)
+            return self.detector.candidates_near(gray, boxes, self.confirm_threshold)
         self._rounds_since_full_scan = 0
         return self.detector.candidates(gray, self.confirm_threshold)
 
