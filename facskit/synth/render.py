@@ -53,6 +53,7 @@ __all__ = [
     "Scene",
     "background_image",
     "depth_map",
+    "render_face",
     "sample_scene",
 ]
 
@@ -165,3 +166,18 @@ class FaceRenderer:
         draw_body(frame, landmarks, rgb01(identity.skin_rgb), scene, ppu_out, size)
         out = frame * (1 - head_a[..., None]) + head * head_a[..., None]
         return capture(out, scene, rng), landmarks
+
+
+def render_face(
+    identity: Identity,
+    au_intensities: dict[int, float],
+    pose: Pose,
+    rng: np.random.Generator,
+    size: int = 256,
+    scene: Scene | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One frame -> (uint8 RGB (size, size, 3), float32 (68, 2) landmarks in pixels); see FaceRenderer."""
+    renderer = FaceRenderer(size)
+    return renderer.render(
+        identity, au_intensities, pose, rng, scene if scene is not None else sample_scene(rng)
+    )
