@@ -45,7 +45,7 @@ MAX_MEAN_DELTA = 0.05
 MAX_ABS_DELTA = 0.25
 VERDICT_FILE = "backend_verdicts.json"
 # Bump when the check changes, so stale verdicts are recomputed.
-VERDICT_VERSION = 2
+VERDICT_VERSION = 3
 TIMING_BATCH = 16
 WARMUP_FACES = 4  # torch's first batch, run before the timed one and left out of its speed
 
@@ -235,8 +235,9 @@ def check_backends(
     On a CPU with ONNX Runtime among the candidates, torch runs only :data:`WARMUP_FACES` +
     :data:`TIMING_BATCH` faces (its speed, and the reference the ONNX fp32 export must match within the
     same limits); the verified ONNX fp32 file, ~2-5x faster and within ~1e-5 of torch, is then the
-    reference for the other candidates on all faces. Torch fp32 over all 48 faces was most of the check's
-    time: 16 of 45 s for an imported paper-size Hourglass on 2 cores (benchmarks/results/int8.md)."""
+    reference for the other candidates on all faces. Torch fp32 over all 48 faces of the earlier check
+    set was most of its time: 16 of 45 s for an imported paper-size Hourglass on 2 cores
+    (benchmarks/results/int8.md)."""
     if crops is None:
         from facskit.runtime.quantize import face_crops
 

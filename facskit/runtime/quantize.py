@@ -34,12 +34,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_clip.mp4"
 Split = Literal["calibration", "check"]
-# Real crops per split and video: enough to span the activation ranges, a few seconds to gather.
-REAL_PER_VIDEO = 24
-SYNTH_FACES = 24
+# Real crops per video and synthetic faces, per split. Calibration keeps 24 + 24: on 126 held-out faces,
+# int8 models calibrated on fewer had the same mean error but a larger worst case (default model: max
+# 0.21-0.23 from 16-32 faces, 0.14 from 48; paper-size 0.022-0.028 against 0.015). The check's mean and max
+# came out the same from 16 + 16 faces as from 24 + 24 (0.0202 / 0.137 and 0.0028 / 0.015), at two thirds
+# of the cost (benchmarks/check_set_size.py; benchmarks/results/speed_2026-12-03.md).
+REAL_PER_VIDEO = {"calibration": 24, "check": 16}
+SYNTH_FACES = {"calibration": 24, "check": 16}
 # Part of the cached crop files' names: bump it when the crops change (alignment, seeds, renderer).
-CROPS_VERSION = 1
+CROPS_VERSION = 2
 SYNTH_SEEDS = {"calibration": 1000, "check": 2000}
+RENDER_THREADS = 4  # at most; one per core
 CALIBRATION_BATCH = 1  # paper-size Hourglass, 48 faces: 0.74 GB peak at 1, 1.8 GB at 4, same file
 # Part of every cached int8 file's name: bump it when the quantisation changes, so no stale file is reused.
 QUANTISER_VERSION = 2
@@ -47,10 +52,16 @@ QUANTISER_VERSION = 2
 
 def real_face_crops(spec: ModelSpec, videos: Sequence[Path | str], split: Split, limit: int) -> np.ndarray:
     """Up to ``limit`` aligned crops (N, S, S, 3) uint8 per video: even frames for calibration, odd frames
-    for the check, each spread over the whole video rather than its first seconds."""
+    for the check, each spread over the whole video rather than its first seconds.
+
+    Faces are found in the chosen frames alone (the video detector, then the landmark fit), not tracked
+    through every frame between them, on grey (1.5x faster HOG): 0.9 s instead of 1.4 s for both splits of
+    the bundled clip (benchmarks/results/speed_2026-12-03.md)."""
     from facskit.align import AlignSpec, align_faces
+    from facskit.faces.detect import to_gray
     from facskit.faces.shared import shared_front_end
-    from facskit.io import iter_media, probe
+    from facskit.faces.still import faces_in_image
+    from facskit.io import iter_frames, iter_media, probe
 
     align = AlignSpec(kind=spec.alignment, size=spec.crop_size)  # type: ignore[arg-type]
     front = shared_front_end(5)
@@ -60,11 +71,12 @@ def real_face_crops(spec: ModelSpec, videos: Sequence[Path | str], split: Split,
         step = max(2, 2 * (total // (2 * limit)))  # even, so the parity of the frames is kept
         offset = 0 if split == "calibration" else 1
         found = 0
-        for frame, faces in front.iter_faces(next(iter_media([os.fspath(video)]))):
+        for frame in iter_frames(next(iter_media([os.fspath(video)]))):
             if found >= limit:
                 break
             if frame.index % step != offset:
                 continue
+            faces = faces_in_image(to_gray(frame.image), front.video_detector, front.predictor)
             good = [f for f in faces if f.success]
             if not good:
                 continue
@@ -76,16 +88,25 @@ def real_face_crops(spec: ModelSpec, videos: Sequence[Path | str], split: Split,
     return np.stack(crops)
 
 
-def synthetic_face_crops(spec: ModelSpec, split: Split, count: int = SYNTH_FACES) -> np.ndarray:
-    """``count`` synthetic faces (N, S, S, 3) uint8, aligned like real ones from their own landmarks, with
-    random identity, pose (|yaw| <= 30 degrees) and AU intensities 0-5."""
+def synthetic_face_crops(spec: ModelSpec, split: Split, count: int | None = None) -> np.ndarray:
+    """``count`` synthetic faces (N, S, S, 3) uint8 (default: the split's :data:`SYNTH_FACES`), aligned like
+    real ones from their own landmarks, with random identity, pose (|yaw| <= 30 degrees) and AU intensities
+    0-5.
+
+    Each face draws from its own generator (seeded by the split and its index), so the faces can be rendered
+    on threads and come out the same in any order: the renderer is numpy and OpenCV on whole images, which
+    release the GIL, and 2 threads rendered 16 faces in 0.67 s against 1.07 s on 2 cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from facskit.align import AlignSpec, align_faces
-    from facskit.synth import SYNTH_AUS, Pose, render_face, sample_identity
+    from facskit.synth.face_model import SYNTH_AUS, sample_identity
+    from facskit.synth.render import Pose, render_face
 
     align = AlignSpec(kind=spec.alignment, size=spec.crop_size)  # type: ignore[arg-type]
-    rng = np.random.default_rng(SYNTH_SEEDS[split])
-    crops = []
-    for n in range(count):
+    count = SYNTH_FACES[split] if count is None else count
+
+    def crop(n: int) -> np.ndarray:
+        rng = np.random.default_rng([SYNTH_SEEDS[split], n])
         identity = sample_identity(rng, n)
         aus = {int(a): float(rng.uniform(0, 5)) if rng.random() < 0.6 else 0.0 for a in SYNTH_AUS}
         pose = Pose(
@@ -94,9 +115,10 @@ def synthetic_face_crops(spec: ModelSpec, split: Split, count: int = SYNTH_FACES
             roll=float(rng.uniform(-15, 15)),
         )
         image, landmarks = render_face(identity, aus, pose, rng, size=320)
-        batch, _, _ = align_faces(image, landmarks[None], align)
-        crops.append(batch[0])
-    return np.stack(crops)
+        return align_faces(image, landmarks[None], align)[0][0]
+
+    with ThreadPoolExecutor(max_workers=min(RENDER_THREADS, os.cpu_count() or 1)) as pool:
+        return np.stack(list(pool.map(crop, range(count))))
 
 
 def face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str] | None = None) -> np.ndarray:
@@ -125,7 +147,7 @@ def face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str] | Non
 
 
 def _make_face_crops(spec: ModelSpec, split: Split, videos: Sequence[Path | str]) -> np.ndarray:
-    real = real_face_crops(spec, videos, split, REAL_PER_VIDEO)
+    real = real_face_crops(spec, videos, split, REAL_PER_VIDEO[split])
     return np.concatenate([real, synthetic_face_crops(spec, split)])
 
 
