@@ -72,16 +72,28 @@ def assemble(
         del keys
     else:
         added = {"smoothing": None, "calibration": None}
-    added["thresholds"] = threshold_attrs(detector.thresholds)
-    attrs = detector.attrs()
-    attrs.update(added)
-    attrs["errors"] = errors
-    attrs.update(provenance or {})
-    attrs = json.loads(json.dumps(attrs))  # what as_result keeps
+    attrs = result_attrs(detector, added, errors, provenance)
     rows = [0]
     blocks = _finished_parts(parts, aus, detector.thresholds, attrs, adjusted, openface_columns, rows)
     write_result_parts(blocks, attrs, target, fmt)
     return rows[0]
+
+
+def result_attrs(
+    detector: Detector,
+    added: Mapping[str, Any],
+    errors: list[dict[str, str]],
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The attrs of a finished result: the detector's, what post-processing ``added`` (smoothing and
+    calibration records), the thresholds, the decode ``errors`` and the provenance, as plain JSON types
+    (what a file keeps)."""
+    attrs = detector.attrs()
+    attrs.update(added)
+    attrs["thresholds"] = threshold_attrs(detector.thresholds)
+    attrs["errors"] = errors
+    attrs.update(provenance or {})
+    return json.loads(json.dumps(attrs))
 
 
 def _finished_parts(

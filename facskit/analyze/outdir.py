@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facskit.analyze.csv_text import write_csv
 from facskit.analyze.detector import Source
 from facskit.analyze.parts import brief, part_files, part_provenance, remove_if_empty
 from facskit.analyze.result_files import read_attrs, summarize_file
 from facskit.analyze.schema import RESULT_FORMATS
+from facskit.analyze.sidecar import recorded_summary
 from facskit.errors import FacskitError, UsageError, first_line
 from facskit.io.atomic import atomic_write
 
@@ -335,16 +337,53 @@ def folder_results(out_dir: Path) -> list[Path]:
 
 def write_summary(out_dir: Path, results: Sequence[Path] | None = None) -> Path:
     """``summary.csv``: :meth:`AUResult.summary` of ``results`` (default: every result in the folder, from
-    this run and earlier ones), one row per file and face (each result read a block of rows at a time:
-    :func:`summarize_file`)."""
+    this run and earlier ones), one row per file and face.
+
+    A result whose sidecar records its summary (stills, :mod:`facskit.analyze.still_result`) is not read
+    again; the others are read a block of rows at a time (:func:`summarize_file`). When every one is
+    recorded with the same columns, the table is written without pandas, with the bytes pandas writes."""
     results = folder_results(out_dir) if results is None else results
-    tables = [summarize_file(path) for path in results if path.is_file()]
+    summaries: list[Any] = [_recorded(path) or path for path in results if path.is_file()]
+    recorded = [s for s in summaries if isinstance(s, dict) and s["rows"]]
+    path = out_dir / SUMMARY_FILE
+    columns = recorded[0]["columns"] if recorded else ["file", "face_id", "frames"]
+    if all(isinstance(s, dict) for s in summaries) and all(r["columns"] == columns for r in recorded):
+        rows = [row for r in recorded for row in r["rows"]]
+        atomic_write(path, lambda tmp: write_csv(tmp, summary_columns(columns, rows)))
+        return path
+    tables = [
+        pd.DataFrame(s["rows"], columns=s["columns"]) if isinstance(s, dict) else summarize_file(s)
+        for s in summaries
+    ]
     tables = [t for t in tables if len(t)]
     summary = (
         pd.concat(tables, ignore_index=True)
         if tables
         else pd.DataFrame(columns=["file", "face_id", "frames"])
     )
-    path = out_dir / SUMMARY_FILE
     atomic_write(path, lambda tmp: summary.to_csv(tmp, index=False))
     return path
+
+
+def _recorded(path: Path) -> dict[str, Any] | None:
+    """The summary a CSV result's sidecar records, None for one that records none (or for Parquet)."""
+    if path.suffix.lower() != ".csv":
+        return None
+    with contextlib.suppress(FacskitError, OSError):
+        return recorded_summary(path)
+    return None
+
+
+def summary_columns(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """Recorded summary rows as typed columns, the dtypes :func:`facskit.analyze.summary.summary_table`
+    gives them: the file a string, the face id and frame count int64, every statistic float64."""
+    out: dict[str, Any] = {}
+    for k, name in enumerate(columns):
+        values = [row[k] for row in rows]
+        if name == "file":
+            out[name] = [str(v) for v in values]
+        elif name in ("face_id", "frames"):
+            out[name] = np.array(values, dtype=np.int64)
+        else:
+            out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return out

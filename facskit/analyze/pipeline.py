@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from facskit.aus import au_column
 from facskit.errors import MediaError
 from facskit.runtime.backends import Backend
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 FaceSelection = Literal["all", "largest"]
 FACE_SELECTIONS: tuple[FaceSelection, ...] = ("all", "largest")
@@ -195,8 +197,17 @@ def rows_from_frames(results: Sequence[FrameResult], aus: Sequence[int]) -> pd.D
 
     One row per face per frame, and one ``face_detected=False`` row for a frame without a face.
     """
+    import pandas as pd
+
     from facskit.analyze.schema import conform
 
+    return conform(pd.DataFrame(raw_columns(results, aus)), aus)
+
+
+def raw_columns(results: Sequence[FrameResult], aus: Sequence[int]) -> dict[str, Any]:
+    """:func:`rows_from_frames` as plain columns (name -> list or array), before the schema's casts: the
+    file names a list, ints int64, the box, score, pose and timestamp float64, landmarks and intensities
+    float32 (NaN without a face)."""
     n = sum(max(1, len(r.faces)) for r in results)
     num_aus = len(aus)
     files: list[str] = []
@@ -234,7 +245,7 @@ def rows_from_frames(results: Sequence[FrameResult], aus: Sequence[int]) -> pd.D
         columns[f"y_{k}"] = landmarks[:, k, 1]
     for a, code in enumerate(aus):
         columns[au_column(code)] = intensities[:, a]
-    return conform(pd.DataFrame(columns), aus)
+    return columns
 
 
 def chunked(

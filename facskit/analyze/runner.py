@@ -6,7 +6,7 @@ Layout of ``--out``::
     summary.csv                      per file and face of every result in the folder: mean/max/% active
     <name>.overlay.mp4               with --overlay-video
     <name>.heatmaps/chunk-*.npz      with --save-heatmaps (float16, compressed)
-    .parts/<name>/part-*.parquet     raw rows of an unfinished input, one file per chunk of frames
+    .parts/<name>/part-*.parquet     raw rows of an unfinished video, one file per chunk of frames
     run.json                         the options the numbers depend on, backend and precision included
     .facskit-analyze.lock            while a run writes here (removed when it ends)
 
@@ -20,7 +20,9 @@ as a result already in the folder gets the name plus a short hash of its path, s
 or mistaken for done. An input with parts resumes after its last part (the face tracker restarts there),
 only when the parts record the same input and options, else it starts over. The parts are assembled,
 post-processed (smoothing, calibration, thresholds) and removed when an input finishes, one part at a time
-(:mod:`facskit.analyze.assemble`), so memory does not grow with the length of a video.
+(:mod:`facskit.analyze.assemble`), so memory does not grow with the length of a video. A still image is
+analysed in one go and written from arrays, its summary recorded in its sidecar
+(:mod:`facskit.analyze.still_result`).
 
 Backends are never mixed: ``run.json`` records the backend and precision, and a run with others is refused
 naming them (``facskit analyze`` with ``--backend``/``--precision`` left at ``auto`` takes the folder's).
@@ -360,6 +362,8 @@ def analyze_job(
     log: Callable[[str], None],
 ) -> str | None:
     """Analyse one input into ``job.target``; returns the decode error that cut it short, if any."""
+    if takes_still_path(detector, job, options):
+        return analyze_still(detector, job, out_dir, options, log)
     label, source, name, target = job.label, job.source, job.name, job.target
     parts_dir = out_dir / PARTS_DIR / name
     start = resume_frame(parts_dir, job.provenance, label, log)
@@ -428,6 +432,62 @@ def analyze_job(
     shutil.rmtree(parts_dir, ignore_errors=True)
     remove_if_empty(out_dir / PARTS_DIR)
     log(f"{label}: {rows} rows ({frames_done} frames analysed now) -> {target.name}")
+    return error
+
+
+def takes_still_path(detector: Detector, job: Job, options: OutputOptions) -> bool:
+    """Whether ``job`` is a still image whose result :func:`analyze_still` writes: plain CSV, no overlay
+    video, no smoothing or calibration (see :mod:`facskit.analyze.still_result`)."""
+    from facskit.io import MediaKind
+
+    still = isinstance(job.source, np.ndarray) or getattr(job.source, "kind", None) is MediaKind.IMAGE
+    plain = options.fmt == "csv" and not options.openface_columns and not options.overlay_video
+    return still and plain and detector.smoothing is None and detector.calibration is None
+
+
+def analyze_still(
+    detector: Detector,
+    job: Job,
+    out_dir: Path,
+    options: OutputOptions,
+    log: Callable[[str], None],
+) -> str | None:
+    """Analyse the still image of ``job`` into ``job.target`` in one go, without parts (see
+    :mod:`facskit.analyze.still_result`); returns the decode error that cut a multi-page image short."""
+    from facskit.analyze.assemble import result_attrs
+    from facskit.analyze.still_result import still_columns, write_still_result
+
+    label, name = job.label, job.name
+    shutil.rmtree(out_dir / PARTS_DIR / name, ignore_errors=True)  # left by an earlier version's run
+    remove_if_empty(out_dir / PARTS_DIR)
+    drop_heatmaps_from(out_dir / f"{name}.heatmaps", 0)
+    frames = []
+    error: str | None = None
+    try:
+        for chunk in detector.iter_chunks(
+            job.source,
+            label=label,
+            max_frames=options.max_frames,
+            chunk_frames=options.chunk_frames,
+            keep_heatmaps=options.save_heatmaps,
+        ):
+            if options.save_heatmaps:
+                write_heatmaps(out_dir / f"{name}.heatmaps", chunk)
+            frames += chunk
+    except MediaError as failure:
+        if not frames:
+            raise
+        error = str(failure)
+        log(f"error: {_named(label, failure)}; the pages decoded before it are kept")
+    if not frames:
+        raise MediaError(f"{label}: no frame could be analysed")
+    errors = [{"file": label, "error": error}] if error else []
+    provenance = {"input": job.provenance["input"], "run_options": job.provenance["options"]}
+    added = {"smoothing": None, "calibration": None}
+    attrs = result_attrs(detector, added, errors, provenance)
+    columns = still_columns(frames, detector.aus, detector.thresholds)
+    rows = write_still_result(job.target, columns, attrs, detector.aus)
+    log(f"{label}: {rows} rows ({len(frames)} frames analysed now) -> {job.target.name}")
     return error
 
 

@@ -10,13 +10,14 @@ result that went through CSV or Parquet comes back with the same dtypes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal
 
 from facskit.aus import OCCURRENCE_THRESHOLD, au_column, parse_au
 from facskit.errors import FacskitError, UsageError
 from facskit.faces import FACE_COLUMNS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 ResultFormat = Literal["csv", "parquet"]
 RESULT_FORMATS: tuple[ResultFormat, ...] = ("csv", "parquet")
@@ -27,6 +28,8 @@ ATTRS_KEY = "facskit.attrs"
 CSV_SIDECAR_SUFFIX = ".meta.json"
 # A sidecar key that is not an attr: what the CSV looked like when it was written (its size in bytes).
 FILE_CHECK_KEY = "facskit.file"
+# Another sidecar key that is not an attr: the per-face summary of the rows, for results written from arrays.
+SUMMARY_KEY = "facskit.summary"
 
 
 # dtypes of the face columns (the columns themselves are defined once, in facskit.faces.schema). Pixel and
@@ -91,6 +94,8 @@ def thresholds_for(aus: Sequence[int], threshold: float | Mapping[Any, float]) -
 
 def conform(frame: pd.DataFrame, aus: Sequence[int]) -> pd.DataFrame:
     """Reorder and cast ``frame`` to the result schema (missing AU columns become NaN / NA)."""
+    import pandas as pd
+
     columns = result_columns(aus)
     missing = [c for c in FACE_COLUMNS if c not in frame.columns]
     if missing:

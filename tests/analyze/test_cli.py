@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facskit.analyze import runner
+from facskit.analyze import runner, still_result
 from facskit.analyze.result_files import read_result
 from facskit.cli import main
 from facskit.io import iter_frames
@@ -80,7 +80,7 @@ def test_interrupted_video_resumes_from_its_last_chunk(
 
     def interrupted(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:  # the image's part, then the video's first chunk, then Ctrl-C
+        if len(calls) == 2:  # the video's first chunk (an image writes no parts), then Ctrl-C
             raise KeyboardInterrupt
         return write_part(*args, **kwargs)
 
@@ -146,13 +146,18 @@ def test_output_folder_not_writable(tmp_path, inputs, checkpoint, capsys) -> Non
     assert "not writable" in capsys.readouterr().err
 
 
-def test_disk_full_leaves_no_half_written_result(tmp_path, inputs, checkpoint, monkeypatch, capsys) -> None:
-    def full(self, path, *args, **kwargs):
+@pytest.mark.parametrize("which", [0, 1], ids=["image", "video"])
+def test_disk_full_leaves_no_half_written_result(
+    tmp_path, inputs, checkpoint, monkeypatch, capsys, which
+) -> None:
+    def full(path, *args, **kwargs):
         Path(path).write_text("file,frame\n")  # a partial write, then the device is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
-    assert _analyze(tmp_path, inputs[:1], checkpoint) == 1
+    # Both writers: pandas' for videos, the array writer for stills (facskit.analyze.still_result).
+    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda self, path, *a, **k: full(path))
+    monkeypatch.setattr(still_result, "write_csv", full)
+    assert _analyze(tmp_path, inputs[which : which + 1], checkpoint) == 1
     assert "No space left on device" in capsys.readouterr().err
     leftovers = [p.name for p in tmp_path.iterdir() if p.suffix in (".csv", ".tmp")]
     assert leftovers == []

@@ -1,0 +1,110 @@
+"""A still image's result written from arrays (facskit.analyze.still_result) is the file the table path
+(parts, pandas) writes for it: the same CSV bytes, the same attrs, the same summary.csv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facskit.analyze import runner
+from facskit.analyze.detector import Detector
+from facskit.analyze.outdir import write_summary
+from facskit.analyze.result_files import summarize_file
+from facskit.analyze.schema import CSV_SIDECAR_SUFFIX, SUMMARY_KEY
+
+ASSETS = Path(__file__).resolve().parents[2] / "facskit" / "assets"
+FACE = ASSETS / "sample_face.jpg"
+
+
+@pytest.fixture(scope="module")
+def stills(tmp_path_factory) -> list[Path]:
+    """A face, a blank picture (a face_detected=False row), a two-face collage and a 3-page TIFF."""
+    folder = tmp_path_factory.mktemp("stills")
+    face = Image.open(FACE).convert("RGB")
+    blank = Image.new("RGB", face.size, (90, 120, 150))
+    collage = Image.new("RGB", (face.width * 2, face.height))
+    collage.paste(face, (0, 0))
+    mirrored = face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    collage.paste(mirrored, (face.width, 0))
+    # The TIFF first: Pillow reuses a page's last encoder settings, and the PNG's break the TIFF encoder.
+    face.save(folder / "pages.tiff", save_all=True, append_images=[blank, mirrored])
+    blank.save(folder / "blank.png")
+    collage.save(folder / "two, faces.jpg", quality=95)
+    return [FACE, folder / "blank.png", folder / "two, faces.jpg", folder / "pages.tiff"]
+
+
+def analyse(out: Path, inputs: list, checkpoint: str) -> None:
+    detector = Detector(model=checkpoint, backend="torch", precision="fp32")
+    report = runner.analyze_to_dir(detector, inputs, out, log=lambda _: None)
+    assert not report.errors
+
+
+def sidecar(path: Path) -> dict:
+    return json.loads(path.with_name(path.name + CSV_SIDECAR_SUFFIX).read_text())
+
+
+def test_still_path_writes_what_the_table_path_writes(tmp_path, stills, checkpoint, monkeypatch) -> None:
+    pixels = np.asarray(Image.open(FACE).convert("RGB"))
+    inputs = [*stills, pixels]
+    analyse(tmp_path / "still", inputs, checkpoint)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "takes_still_path", lambda *_: False)
+        analyse(tmp_path / "table", inputs, checkpoint)
+    results = sorted(p.name for p in (tmp_path / "still").glob("*.csv"))
+    assert results == sorted(p.name for p in (tmp_path / "table").glob("*.csv"))
+    assert len(results) == len(inputs) + 1  # and summary.csv
+    assert not (tmp_path / "still" / ".parts").exists()
+    for name in results:
+        ours, theirs = tmp_path / "still" / name, tmp_path / "table" / name
+        assert ours.read_bytes() == theirs.read_bytes(), name
+        if name != "summary.csv":
+            attrs = sidecar(ours)
+            assert SUMMARY_KEY in attrs and SUMMARY_KEY not in sidecar(theirs)
+            attrs.pop(SUMMARY_KEY)
+            assert attrs == sidecar(theirs), name
+    faces = (tmp_path / "still" / "summary.csv").read_text().splitlines()
+    assert len(faces) == 1 + 1 + 2 + 1 + 1  # header, face, collage (2), pages (one face id), array
+
+
+def test_recorded_summary_is_the_summary_of_the_file(tmp_path, stills, checkpoint) -> None:
+    analyse(tmp_path, stills, checkpoint)
+    for path in tmp_path.glob("*.csv"):
+        if path.name == "summary.csv":
+            continue
+        recorded = sidecar(path)[SUMMARY_KEY]
+        table = summarize_file(path)
+        assert recorded["columns"] == list(table.columns)
+        assert len(recorded["rows"]) == len(table)
+        for row, (_, expected) in zip(recorded["rows"], table.iterrows(), strict=True):
+            assert row[:3] == [expected["file"], expected["face_id"], expected["frames"]]
+            np.testing.assert_allclose(row[3:], expected.iloc[3:].to_numpy(float), rtol=1e-12)
+
+
+def test_summary_reads_files_without_a_recorded_summary(tmp_path, stills, checkpoint) -> None:
+    """A folder mixing recorded and unrecorded results (a video, an edited sidecar) lists them all, in
+    name order, as the table path would."""
+    analyse(tmp_path, [stills[0], stills[2]], checkpoint)
+    written = (tmp_path / "summary.csv").read_bytes()
+    first = sorted(tmp_path.glob("*.csv"))[0]
+    meta = first.with_name(first.name + CSV_SIDECAR_SUFFIX)
+    entries = json.loads(meta.read_text())
+    entries.pop(SUMMARY_KEY)
+    meta.write_text(json.dumps(entries, sort_keys=True) + "\n")
+    write_summary(tmp_path)
+    assert (tmp_path / "summary.csv").read_bytes() == written
+
+
+def test_smoothing_and_openface_columns_take_the_table_path(checkpoint) -> None:
+    from facskit.io import MediaFile, MediaKind
+
+    job = runner.Job("a.jpg", MediaFile(FACE, MediaKind.IMAGE), "a", Path("a.csv"), {})
+    plain = Detector(model=checkpoint, backend="torch", precision="fp32")
+    smoothed = Detector(model=checkpoint, backend="torch", precision="fp32", smoothing=3)
+    assert runner.takes_still_path(plain, job, runner.OutputOptions())
+    assert not runner.takes_still_path(smoothed, job, runner.OutputOptions())
+    assert not runner.takes_still_path(plain, job, runner.OutputOptions(openface_columns=True))
+    assert not runner.takes_still_path(plain, job, runner.OutputOptions(fmt="parquet"))
