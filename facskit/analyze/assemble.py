@@ -19,7 +19,6 @@ calibration, then thresholds: :meth:`facskit.analyze.detector.Detector.finalize`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from facskit.analyze.openface import to_openface_columns
-from facskit.analyze.postprocess import adjust_intensities, threshold_attrs
+from facskit.analyze.postprocess import adjust_intensities, result_attrs
 from facskit.analyze.result_files import write_result_parts
 from facskit.analyze.results import apply_thresholds, as_result
 from facskit.analyze.schema import ResultFormat
@@ -77,23 +76,6 @@ def assemble(
     blocks = _finished_parts(parts, aus, detector.thresholds, attrs, adjusted, openface_columns, rows)
     write_result_parts(blocks, attrs, target, fmt)
     return rows[0]
-
-
-def result_attrs(
-    detector: Detector,
-    added: Mapping[str, Any],
-    errors: list[dict[str, str]],
-    provenance: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The attrs of a finished result: the detector's, what post-processing ``added`` (smoothing and
-    calibration records), the thresholds, the decode ``errors`` and the provenance, as plain JSON types
-    (what a file keeps)."""
-    attrs = detector.attrs()
-    attrs.update(added)
-    attrs["thresholds"] = threshold_attrs(detector.thresholds)
-    attrs["errors"] = errors
-    attrs.update(provenance or {})
-    return json.loads(json.dumps(attrs))
 
 
 def _finished_parts(

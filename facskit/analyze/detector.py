@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from facskit.analyze.model_source import DEFAULT_MODEL, concrete_device, resolve_model
 from facskit.analyze.pipeline import (
@@ -32,7 +31,6 @@ from facskit.analyze.pipeline import (
     rows_from_frames,
 )
 from facskit.analyze.postprocess import Calibration, Smoothing, as_calibration, as_smoothing, finalize
-from facskit.analyze.results import AUResult, as_result, concat_results, empty_result
 from facskit.analyze.schema import thresholds_for
 from facskit.analyze.sources import (
     ArrayFrame,
@@ -55,7 +53,10 @@ from facskit.runtime.backends import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
     from facskit.analyze.engine import TrackerObserver
+    from facskit.analyze.results import AUResult
     from facskit.models.spec import AUModel
 
 ARRAY_FILE = "<array>"
@@ -142,6 +143,10 @@ class Detector:
         mid-way keeps the frames decoded before the break; the error is listed in ``.attrs["errors"]`` and
         warned about. An input that yields no frame at all raises if it is the only input.
         """
+        import pandas as pd
+
+        from facskit.analyze.results import concat_results, empty_result
+
         results: list[AUResult] = []
         errors: list[dict[str, str]] = []
         sources = self.sources(inputs)
@@ -244,6 +249,8 @@ class Detector:
 
     def finalize(self, raw: pd.DataFrame) -> AUResult:
         """Turn one file's raw rows into its result: smoothing, calibration, thresholds, attrs."""
+        from facskit.analyze.results import as_result
+
         raw = raw.copy()
         added = finalize(raw, self.aus, self.thresholds, self.smoothing, self.calibration)
         attrs = self.attrs()

@@ -3,10 +3,13 @@ written for OpenFace read facskit's results and facskit reads OpenFace-named fil
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from facskit.analyze.schema import OCCURRENCE_SUFFIX, aus_from_columns, occurrence_column
 from facskit.aus import au_column
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 # facskit column -> OpenFace 2.0 column. OpenFace counts frames from 1, so `frame` is shifted on the way out.
 OPENFACE_RENAMES = {"score": "confidence", "face_detected": "success"}
@@ -15,6 +18,8 @@ OPENFACE_RENAMES = {"score": "confidence", "face_detected": "success"}
 def to_openface_columns(result: pd.DataFrame) -> pd.DataFrame:
     """The result with OpenFace 2.0 names (``frame`` from 1, ``confidence``, ``success`` 0/1, ``AU06_r``,
     ``AU06_c`` 0/1), without OpenFace's leading spaces, so scripts written for OpenFace read it."""
+    import pandas as pd
+
     aus = aus_from_columns(result.columns)
     out = pd.DataFrame(result).rename(columns=OPENFACE_RENAMES)
     out["frame"] = out["frame"].astype("int64") + 1
@@ -27,6 +32,8 @@ def to_openface_columns(result: pd.DataFrame) -> pd.DataFrame:
 
 def from_openface_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Inverse of :func:`to_openface_columns` (AU columns found by their ``_r`` names)."""
+    import pandas as pd
+
     out = frame.rename(columns={v: k for k, v in OPENFACE_RENAMES.items()})
     out["frame"] = out["frame"].astype("int64") - 1
     out["face_detected"] = out["face_detected"].astype(bool)

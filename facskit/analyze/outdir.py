@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from facskit.analyze.csv_text import write_csv
 from facskit.analyze.detector import Source
@@ -263,6 +262,8 @@ def _result_owner(path: Path) -> str | None:
     from facskit.io import resolved
 
     with contextlib.suppress(Exception):  # noqa: BLE001 - any unreadable table simply has no known owner
+        import pandas as pd
+
         if path.suffix == ".csv":
             first = pd.read_csv(path, usecols=["file"], nrows=1, dtype=str)
         else:
@@ -351,6 +352,8 @@ def write_summary(out_dir: Path, results: Sequence[Path] | None = None) -> Path:
         rows = [row for r in recorded for row in r["rows"]]
         atomic_write(path, lambda tmp: write_csv(tmp, summary_columns(columns, rows)))
         return path
+    import pandas as pd
+
     tables = [
         pd.DataFrame(s["rows"], columns=s["columns"]) if isinstance(s, dict) else summarize_file(s)
         for s in summaries

@@ -9,15 +9,18 @@ read (:func:`adjust_intensities`), never a whole file's rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-
-from facskit.analyze.results import apply_thresholds
 from facskit.aus import au_column
 from facskit.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from facskit.analyze.detector import Detector
 
 SmoothingMethod = Literal["median", "mean"]
 # Low percentile of a face's intensities taken as its neutral baseline (a face is neutral most of the time).
@@ -125,6 +128,8 @@ def finalize(
     calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """Smoothing, then calibration, then occurrence thresholds, in place. Returns the attrs they add."""
+    from facskit.analyze.results import apply_thresholds
+
     attrs = adjust_intensities(result, aus, smoothing, calibration)
     apply_thresholds(result, thresholds)
     attrs["thresholds"] = threshold_attrs(thresholds)
@@ -134,3 +139,20 @@ def finalize(
 def threshold_attrs(thresholds: Mapping[int, float]) -> dict[str, float]:
     """``{"AU06": 2.0, ...}``: how the thresholds are recorded in ``.attrs``."""
     return {au_column(a): float(t) for a, t in thresholds.items()}
+
+
+def result_attrs(
+    detector: Detector,
+    added: Mapping[str, Any],
+    errors: list[dict[str, str]],
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The attrs of a finished result: the detector's, what post-processing ``added`` (smoothing and
+    calibration records), the thresholds, the decode ``errors`` and the provenance, as plain JSON types
+    (what a file keeps)."""
+    attrs = detector.attrs()
+    attrs.update(added)
+    attrs["thresholds"] = threshold_attrs(detector.thresholds)
+    attrs["errors"] = errors
+    attrs.update(provenance or {})
+    return json.loads(json.dumps(attrs))

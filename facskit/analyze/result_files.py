@@ -12,12 +12,9 @@ import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from facskit.analyze.openface import OPENFACE_RENAMES, from_openface_columns
-from facskit.analyze.results import AUResult, as_result
+from facskit.analyze.openface import OPENFACE_RENAMES
 from facskit.analyze.schema import (
     ATTRS_KEY,
     FILE_CHECK_KEY,
@@ -28,15 +25,14 @@ from facskit.analyze.schema import (
     result_dtypes,
 )
 from facskit.analyze.sidecar import read_sidecar, write_csv_sidecar
-from facskit.analyze.summary import SummaryAccumulator, summary_table
 from facskit.aus import au_column
 from facskit.errors import FacskitError, UsageError, first_line
 from facskit.io.atomic import atomic_write
 
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
-def result_path(out_dir: Path, stem: str, fmt: ResultFormat) -> Path:
-    """Where the result of an input named ``stem`` goes."""
-    return Path(out_dir) / f"{stem}.{fmt}"
+    from facskit.analyze.results import AUResult
 
 
 def write_result(result: pd.DataFrame, path: Path | str, fmt: ResultFormat | None = None) -> Path:
@@ -44,6 +40,8 @@ def write_result(result: pd.DataFrame, path: Path | str, fmt: ResultFormat | Non
 
     Both writes are atomic. The format comes from the suffix unless given.
     """
+    import pandas as pd
+
     return write_result_parts([pd.DataFrame(result)], result.attrs, path, fmt)
 
 
@@ -108,7 +106,11 @@ def read_result(path: Path | str) -> AUResult:
 
     The schema is applied again, so dtypes are the same as before the write, and the attrs come back.
     """
+    import pandas as pd
     import pyarrow as pa
+
+    from facskit.analyze.openface import from_openface_columns
+    from facskit.analyze.results import as_result
 
     path = Path(path)
     fmt, header, attrs = header_and_attrs(path)
@@ -203,6 +205,8 @@ def summarize_file(path: Path | str, block_rows: int = SUMMARY_BLOCK_ROWS) -> pd
     The frames, maxima and % active are exactly :func:`summarize`'s; a mean may differ from it in the last
     bits (sums of blocks instead of one sum over the face's rows).
     """
+    from facskit.analyze.summary import SummaryAccumulator, summary_table
+
     path = Path(path)
     fmt, header, attrs = header_and_attrs(path)
     openface = "success" in header and "face_detected" not in header
@@ -229,6 +233,8 @@ def _read_blocks(
     path: Path, fmt: ResultFormat, columns: list[str], aus: Sequence[int], openface: bool, block_rows: int
 ) -> Iterable[pd.DataFrame]:
     """``columns`` of a result file, ``block_rows`` rows at a time, parsed as :func:`read_result` does."""
+    import pandas as pd
+
     if fmt == "csv":
         dtypes = {} if openface else {c: d for c, d in result_dtypes(aus).items() if c in columns}
         yield from pd.read_csv(path, usecols=columns, dtype=dtypes or None, chunksize=block_rows)

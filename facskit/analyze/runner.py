@@ -48,11 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from facskit.analyze.assemble import assemble
 from facskit.analyze.detector import Detector, Source
-from facskit.analyze.openface import to_openface_columns
 from facskit.analyze.outdir import (
     OVERLAY_SUFFIX,
     PARTS_DIR,
@@ -76,8 +73,7 @@ from facskit.analyze.parts import (
     write_part,
 )
 from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES
-from facskit.analyze.result_files import result_path, write_result_parts
-from facskit.analyze.schema import ResultFormat
+from facskit.analyze.schema import ResultFormat, result_path
 from facskit.errors import MediaError
 
 
@@ -221,7 +217,11 @@ def fan_out(
     """Run ``jobs`` as Ray tasks (files, and time chunks of long videos, stitched to the single-process
     rows) and write each result as soon as its last chunk is back, with the attrs the in-process path
     records plus ``stitch`` (how the chunks were joined)."""
+    import pandas as pd
+
     from facskit.analyze.distributed import analyze_ray_raw
+    from facskit.analyze.openface import to_openface_columns
+    from facskit.analyze.result_files import write_result_parts
 
     by_label = {job.label: job for job in jobs}
     stitched = analyze_ray_raw(
@@ -364,6 +364,8 @@ def analyze_job(
     """Analyse one input into ``job.target``; returns the decode error that cut it short, if any."""
     if takes_still_path(detector, job, options):
         return analyze_still(detector, job, out_dir, options, log)
+    from facskit.analyze.assemble import assemble
+
     label, source, name, target = job.label, job.source, job.name, job.target
     parts_dir = out_dir / PARTS_DIR / name
     start = resume_frame(parts_dir, job.provenance, label, log)
@@ -454,7 +456,7 @@ def analyze_still(
 ) -> str | None:
     """Analyse the still image of ``job`` into ``job.target`` in one go, without parts (see
     :mod:`facskit.analyze.still_result`); returns the decode error that cut a multi-page image short."""
-    from facskit.analyze.assemble import result_attrs
+    from facskit.analyze.postprocess import result_attrs
     from facskit.analyze.still_result import still_columns, write_still_result
 
     label, name = job.label, job.name

@@ -10,6 +10,7 @@ result that went through CSV or Parquet comes back with the same dtypes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from facskit.aus import OCCURRENCE_THRESHOLD, au_column, parse_au
@@ -42,6 +43,11 @@ FACE_DTYPES: dict[str, Any] = {
     )
     for name in FACE_COLUMNS
 }
+
+
+def result_path(out_dir: Path, stem: str, fmt: ResultFormat) -> Path:
+    """Where the result of an input named ``stem`` goes."""
+    return Path(out_dir) / f"{stem}.{fmt}"
 
 
 def occurrence_column(code: int) -> str:

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from facskit.analyze import assemble as assemble_module
-from facskit.analyze import runner
 from facskit.analyze.openface import to_openface_columns
 from facskit.analyze.pipeline import FaceResult, FrameResult, rows_from_frames
 from facskit.analyze.postprocess import Calibration, Smoothing, finalize
@@ -56,7 +55,7 @@ def _whole_table(parts, target, fmt, detector, errors, openface_columns=False, p
     ids=["plain", "parquet", "openface", "smooth", "calibrate-parquet", "smooth-calibrate-openface"],
 )
 def test_streamed_result_equals_the_whole_table_result(tmp_path, media_dir, checkpoint, monkeypatch, extra):
-    streamed = runner.assemble
+    streamed = assemble_module.assemble
     seen = {}
 
     def both(parts, target, fmt, detector, errors, openface_columns=False, provenance=None):
@@ -68,7 +67,7 @@ def test_streamed_result_equals_the_whole_table_result(tmp_path, media_dir, chec
         assert rows == seen["rows"]
         return rows
 
-    monkeypatch.setattr(runner, "assemble", both)
+    monkeypatch.setattr(assemble_module, "assemble", both)
     video = str(media_dir / "face_noface.mov")
     out = tmp_path / "out"
     args = ["analyze", video, "--out", str(out), "--model", checkpoint, "--max-frames", str(FRAMES)]
@@ -113,7 +112,7 @@ def test_assembly_holds_one_part_at_a_time(tmp_path, media_dir, checkpoint, monk
             alive.append(weakref.ref(frame))
         return frame
 
-    concat, assemble = pd.concat, runner.assemble
+    concat, assemble = pd.concat, assemble_module.assemble
     concatenated: list[int] = []  # widest frame of each pd.concat call during an assembly
 
     def concat_spy(frames, *args, **kwargs):
@@ -129,7 +128,7 @@ def test_assembly_holds_one_part_at_a_time(tmp_path, media_dir, checkpoint, monk
             monkeypatch.setattr(pd, "concat", concat)
 
     monkeypatch.setattr(assemble_module, "read_part", spy)
-    monkeypatch.setattr(runner, "assemble", assemble_spy)
+    monkeypatch.setattr(assemble_module, "assemble", assemble_spy)
     video = str(media_dir / "face_noface.mov")
     args = ["analyze", video, "--out", str(tmp_path), "--model", checkpoint, "--max-frames", str(FRAMES)]
     assert main([*args, "--chunk-frames", str(CHUNK), "--quiet", "--frame-step", str(STEP), *extra]) == 0

@@ -29,7 +29,8 @@ import pytest
 from helpers import copy_of, killed_after_parts
 from PIL import Image
 
-from facskit.analyze import outdir, runner
+from facskit.analyze import assemble as assembly
+from facskit.analyze import outdir
 from facskit.analyze.result_files import read_attrs, read_result
 from facskit.analyze.schema import CSV_SIDECAR_SUFFIX
 from facskit.cli import main
@@ -332,17 +333,17 @@ def test_a_result_without_its_metadata_is_repaired(tmp_path, reference, checkpoi
     from them instead of calling a CSV without metadata done."""
     source, expected = reference
     out = tmp_path / "out"
-    assemble = runner.assemble
+    assemble = assembly.assemble
 
     def killed_before_cleanup(*args, **kwargs):
         assemble(*args, **kwargs)
         raise KeyboardInterrupt
 
-    runner.assemble = killed_before_cleanup
+    assembly.assemble = killed_before_cleanup
     try:
         assert analyze(out, [source], checkpoint) == 130
     finally:
-        runner.assemble = assemble
+        assembly.assemble = assemble
     (out / ("clip.csv" + CSV_SIDECAR_SUFFIX)).unlink()
     assert (out / ".parts" / "clip").is_dir()
     capsys.readouterr()
