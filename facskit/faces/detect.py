@@ -14,8 +14,10 @@ back to full-resolution coordinates (landmarks are fitted on the full image).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import dlib
@@ -73,8 +75,15 @@ class FaceDetector:
         self.verify_weak = verify_weak
         self.max_side = max_side
         self.max_verified = max_verified
-        self._hog = frontal_face_detector()  # cached serialised copy: ~1 ms, not 0.5-0.8 s
+        # One HOG detector per thread: dlib's object_detector scans through a `mutable` image scanner that
+        # holds the feature pyramid, so two threads running one detector crash (seen: photos analysed on
+        # two threads, segmentation fault in run()). A copy loads from the cache in ~1 ms.
+        self._hogs = threading.local()
+        self._hog_for_thread()
         self._cnn: dlib.cnn_face_detection_model_v1 | None = None
+        # dlib's CNN keeps each layer's output in the network object: one thread at a time runs it (the
+        # HOG scan is stateless and releases the GIL, so photos are analysed on threads).
+        self._cnn_lock = threading.Lock()
 
     @classmethod
     def for_video(cls) -> FaceDetector:
@@ -155,13 +164,20 @@ class FaceDetector:
     ) -> tuple[list[Box], list[float]]:
         """dlib's HOG on ``image`` (a copy scaled by ``factors`` of the region at ``origin``), its boxes in
         the full image's pixels."""
-        rects, scores, _ = self._hog.run(image, self.upsample, min_score)
+        rects, scores, _ = self._hog_for_thread().run(image, self.upsample, min_score)
         fx, fy = factors
         boxes = [
             Box(origin[0] + r.left() / fx, origin[1] + r.top() / fy, r.width() / fx, r.height() / fy)
             for r in rects
         ]
         return boxes, [float(score) for score in scores]
+
+    def _hog_for_thread(self) -> Any:
+        """This thread's copy of dlib's HOG frontal face detector."""
+        hog = getattr(self._hogs, "detector", None)
+        if hog is None:
+            hog = self._hogs.detector = frontal_face_detector()  # cached serialised copy: ~1 ms
+        return hog
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in an RGB or grey image, best score first (see the class docstring for the rules)."""
@@ -174,8 +190,6 @@ class FaceDetector:
 
     def _cnn_confirms(self, image: np.ndarray, box: Box) -> bool:
         """Run the MMOD CNN on a crop twice the box's size, scaled so the face is CNN_FACE_SIDE px."""
-        if self._cnn is None:
-            self._cnn = dlib.cnn_face_detection_model_v1(str(model_file(CNN_FACE_DETECTOR)))
         side = max(box.w, box.h)
         scale = CNN_FACE_SIDE / side
         cx, cy = box.centre
@@ -183,7 +197,11 @@ class FaceDetector:
         to_crop = np.float32([[scale, 0, -(cx - side) * scale], [0, scale, -(cy - side) * scale]])
         crop = cv2.warpAffine(image, to_crop, (crop_side, crop_side), borderMode=cv2.BORDER_REPLICATE)
         expected = Box((side / 2) * scale, (side / 2) * scale, box.w * scale, box.h * scale)
-        for found in self._cnn(crop, 0):
+        with self._cnn_lock:
+            if self._cnn is None:
+                self._cnn = dlib.cnn_face_detection_model_v1(str(model_file(CNN_FACE_DETECTOR)))
+            found_faces = list(self._cnn(crop, 0))
+        for found in found_faces:
             rect = found.rect
             if iou(expected, Box(rect.left(), rect.top(), rect.width(), rect.height())) >= CNN_MATCH_IOU:
                 return True

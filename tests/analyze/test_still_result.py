@@ -108,3 +108,52 @@ def test_smoothing_and_openface_columns_take_the_table_path(checkpoint) -> None:
     assert not runner.takes_still_path(smoothed, job, runner.OutputOptions())
     assert not runner.takes_still_path(plain, job, runner.OutputOptions(openface_columns=True))
     assert not runner.takes_still_path(plain, job, runner.OutputOptions(fmt="parquet"))
+
+
+def test_stills_on_threads_write_what_one_thread_writes(tmp_path, stills, checkpoint, monkeypatch) -> None:
+    """Photos are analysed side by side on threads (runner.run_jobs); a video among them runs alone, a broken
+    file fails alone, and the files and the report's order are those of one photo at a time."""
+    import os
+
+    from helpers import write_video
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    video = tmp_path / "clip.mp4"
+    write_video(video, 4)
+    inputs = [*stills, broken, video, *stills[:2]]
+    inputs[-2:] = [tmp_path / f"again_{p.name}" for p in stills[:2]]
+    for copy, original in zip(inputs[-2:], stills[:2], strict=True):
+        copy.write_bytes(original.read_bytes())
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    reports = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(runner, "STILL_WORKERS", workers)
+        detector = Detector(model=checkpoint, backend="torch", precision="fp32")
+        reports[workers] = runner.analyze_to_dir(
+            detector, inputs, tmp_path / str(workers), log=lambda _: None
+        )
+    one, two = reports[1], reports[2]
+    assert [p.name for p in two.written] == [p.name for p in one.written]
+    assert [label for label, _ in two.errors] == [label for label, _ in one.errors] == [str(broken)]
+    names = sorted(p.name for p in (tmp_path / "1").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "2").iterdir())
+    for name in names:
+        if name.endswith((".csv", ".json")) and name != "run.json":
+            assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+
+
+def test_face_detector_runs_on_threads() -> None:
+    """One FaceDetector shared by threads finds what it finds on one thread (each thread has its own dlib
+    HOG detector: dlib's keeps its feature pyramid in the detector object)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facskit.faces.detect import FaceDetector
+
+    face = np.asarray(Image.open(FACE).convert("RGB"))
+    images = [face, face[:, ::-1].copy(), face[::2, ::2].copy(), np.ascontiguousarray(face[40:, 30:])] * 4
+    detector = FaceDetector()
+    alone = [detector.detect(image) for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(detector.detect, images))
+    assert together == alone and all(alone)
