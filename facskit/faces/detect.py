@@ -81,8 +81,8 @@ class FaceDetector:
         self._hogs = threading.local()
         self._hog_for_thread()
         self._cnn: dlib.cnn_face_detection_model_v1 | None = None
-        # dlib's CNN keeps each layer's output in the network object: one thread at a time runs it (the
-        # HOG scan is stateless and releases the GIL, so photos are analysed on threads).
+        # dlib's CNN keeps each layer's output in the network object: one thread at a time runs it (it
+        # checks a few borderline boxes; the HOG scans, most of the time, run side by side).
         self._cnn_lock = threading.Lock()
 
     @classmethod
