@@ -197,11 +197,22 @@ def rows_from_frames(results: Sequence[FrameResult], aus: Sequence[int]) -> pd.D
 
     One row per face per frame, and one ``face_detected=False`` row for a frame without a face.
     """
+    return raw_table([raw_columns(results, aus)], aus)
+
+
+def raw_table(parts: Sequence[dict[str, Any]], aus: Sequence[int]) -> pd.DataFrame:
+    """Consecutive :func:`raw_columns` of one or more inputs as one table in the result schema."""
     import pandas as pd
 
     from facskit.analyze.schema import conform
 
-    return conform(pd.DataFrame(raw_columns(results, aus)), aus)
+    merged = {
+        name: [v for part in parts for v in part[name]]
+        if name == "file"
+        else np.concatenate([part[name] for part in parts])
+        for name in parts[0]
+    }
+    return conform(pd.DataFrame(merged), aus)
 
 
 def raw_columns(results: Sequence[FrameResult], aus: Sequence[int]) -> dict[str, Any]:

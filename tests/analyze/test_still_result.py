@@ -157,3 +157,17 @@ def test_face_detector_runs_on_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(detector.detect, images))
     assert together == alone and all(alone)
+
+
+def test_detector_analyze_of_many_inputs_equals_one_call_each(stills, checkpoint) -> None:
+    """Detector.analyze finalises all inputs as one table when nothing needs a file's whole series: the
+    rows are those of one call per input, concatenated."""
+    import pandas as pd
+
+    detector = Detector(model=checkpoint, backend="torch", precision="fp32")
+    inputs = [*stills, str(ASSETS / "sample_clip.mp4")]
+    together = detector.analyze(inputs, max_frames=4)
+    alone = [pd.DataFrame(detector.analyze(source, max_frames=4)) for source in inputs]
+    expected = pd.concat(alone, ignore_index=True)
+    pd.testing.assert_frame_equal(pd.DataFrame(together), expected)
+    assert together.attrs["errors"] == [] and together.attrs["calibration"] is None
